@@ -1,0 +1,327 @@
+//! What the CLI does to an account: refresh it when due, check it, log it out. Each function
+//! keeps the last good token unless a new one is in hand.
+
+use crate::engine::{CachedInfo, Host, Loaded};
+use crate::policy::{self, Cutoff, Reason};
+use crate::provider::{self, HostState, Provider, Token};
+use crate::secret::Secret;
+use crate::settings::{Account, Config};
+use crate::store::{AccountDir, StateDir, StoredExtra, StoredToken};
+use crate::{Error, time};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use wasmtime::component::Linker;
+
+/// Everything commands share. The engine is created only when a component must run, so a
+/// run that finds its token fresh never pays for it.
+pub struct Context {
+    /// The state directory.
+    pub state: StateDir,
+    /// The configuration.
+    pub config: Config,
+    runtime: OnceLock<(Host, Linker<HostState>)>,
+}
+
+/// What `run` did for one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The token is fresh; nothing was loaded.
+    Fresh,
+    /// A new token was stored.
+    Refreshed(Reason),
+    /// Another run refreshed it while this one waited for the lock.
+    RefreshedElsewhere,
+}
+
+/// The result of `run` for one account.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Account name.
+    pub account: String,
+    /// What happened.
+    pub outcome: Outcome,
+    /// The stored token's expiry.
+    pub expires_at: Option<i64>,
+}
+
+/// What `run` was pointed at.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A component file.
+    File(PathBuf),
+    /// A configured account.
+    Account(String),
+}
+
+impl Target {
+    /// A path ending in `.wasm`, or naming an existing file, is a component; anything else
+    /// an account name.
+    pub fn parse(s: &str) -> Target {
+        let p = Path::new(s);
+        if s.ends_with(".wasm") || p.is_file() {
+            Target::File(p.to_path_buf())
+        } else {
+            Target::Account(s.to_string())
+        }
+    }
+}
+
+impl Context {
+    /// A context over `state` and `config`.
+    pub fn new(state: StateDir, config: Config) -> Context {
+        Context {
+            state,
+            config,
+            runtime: OnceLock::new(),
+        }
+    }
+
+    /// The engine and linker, created on first use.
+    pub fn runtime(&self) -> Result<&(Host, Linker<HostState>), Error> {
+        if let Some(r) = self.runtime.get() {
+            return Ok(r);
+        }
+        let host = Host::new(self.state.cache_dir())?;
+        let linker = provider::linker(&host)?;
+        Ok(self.runtime.get_or_init(|| (host, linker)))
+    }
+
+    /// The account `target` names. For a component file this needs the provider's name: it
+    /// comes from the info cache (by content hash) or, the first time, from the component.
+    pub async fn resolve(&self, target: &Target) -> Result<Account, Error> {
+        match target {
+            Target::Account(name) => self.config.account(name),
+            Target::File(path) => {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    Error::Config(format!("cannot read provider {}: {e}", path.display()))
+                })?;
+                let sha = crate::engine::sha256_hex(&bytes);
+                if let Some(info) = crate::engine::cached_info(&self.state.cache_dir(), &sha) {
+                    return Ok(self.config.account_for_provider(&info.name, path));
+                }
+                let (host, linker) = self.runtime()?;
+                let loaded = host.load_bytes(&bytes, &path.display().to_string())?;
+                let name = self.describe(host, linker, &loaded).await?.name;
+                Ok(self.config.account_for_provider(&name, path))
+            }
+        }
+    }
+
+    /// Asks a component about itself without any settings, and caches the answer.
+    pub async fn describe(
+        &self,
+        host: &Host,
+        linker: &Linker<HostState>,
+        loaded: &Loaded,
+    ) -> Result<CachedInfo, Error> {
+        let grants = provider::Grants {
+            account: "inspect".into(),
+            allow_hosts: Some(Vec::new()),
+            allow_plain_http: false,
+            kv_path: std::env::temp_dir().join("tokenhost-describe-unused"),
+            limits: provider::Limits::default(),
+        };
+        let p = Provider::start(host, linker, loaded, &grants, |_| Ok(Default::default())).await?;
+        let info = cached(p.info());
+        crate::engine::save_info(&self.state.cache_dir(), &loaded.sha256, &info);
+        Ok(info)
+    }
+
+    /// Starts the account's provider with its settings and grants.
+    pub async fn start(&self, account: &Account) -> Result<Provider, Error> {
+        let (host, linker) = self.runtime()?;
+        let loaded = host.load(&account.provider_path)?;
+        let grants = self.config.grants(account, &self.state)?;
+        let provider = Provider::start(host, linker, &loaded, &grants, |info| {
+            self.config.resolve(account, info)
+        })
+        .await?;
+        crate::engine::save_info(
+            &self.state.cache_dir(),
+            &loaded.sha256,
+            &cached(provider.info()),
+        );
+        Ok(provider)
+    }
+
+    /// Refreshes the account if its token is due (or `force`), under its lock.
+    pub async fn run(&self, account: &Account, force: bool) -> Result<Report, Error> {
+        let started = time::now();
+        let dir = self.state.account(&account.name)?;
+        let ahead = account.config.refresh_ahead_secs;
+        let token = dir.load_token()?;
+        let reason = if force {
+            Some(Reason::Forced)
+        } else {
+            policy::due(token.as_ref(), ahead, started)
+        };
+        let Some(reason) = reason else {
+            return Ok(Report {
+                account: account.name.clone(),
+                outcome: Outcome::Fresh,
+                expires_at: expiry(&token),
+            });
+        };
+        tracing::debug!(account = %account.name, "refresh due: {reason}");
+
+        let _lock = dir.lock()?;
+        // Another run may have refreshed while this one waited for the lock: a forced run is
+        // satisfied by any token stored since it started, a normal one by a fresh token.
+        let before = token.as_ref().map(|t| t.access_token.clone());
+        let token = dir.load_token()?;
+        let done_elsewhere = if force {
+            token.as_ref().map(|t| t.access_token.clone()) != before
+        } else {
+            policy::due(token.as_ref(), ahead, time::now()).is_none()
+        };
+        if done_elsewhere {
+            return Ok(Report {
+                account: account.name.clone(),
+                outcome: Outcome::RefreshedElsewhere,
+                expires_at: expiry(&token),
+            });
+        }
+
+        let result = self.refresh_locked(account, &dir, token.as_ref()).await;
+        let mut status = dir.load_status();
+        match &result {
+            Ok(stored) => status.succeeded(&stored.provider),
+            Err(e) => status.failed(None, e),
+        }
+        dir.save_status(&status)?;
+        let stored = result?;
+        Ok(Report {
+            account: account.name.clone(),
+            outcome: Outcome::Refreshed(reason),
+            expires_at: stored.expires_at,
+        })
+    }
+
+    async fn refresh_locked(
+        &self,
+        account: &Account,
+        dir: &AccountDir,
+        current: Option<&StoredToken>,
+    ) -> Result<StoredToken, Error> {
+        tracing::info!(account = %account.name, "instantiating provider {}", account.provider_path.display());
+        let mut provider = self.start(account).await?;
+        if let Some(t) = current {
+            provider.add_secrets(t.secrets());
+        }
+        let fresh = provider.refresh(current.map(to_wit)).await?;
+        let info = provider.info();
+        let cutoff = info.daily_cutoff.map(|c| Cutoff {
+            hour: c.hour,
+            minute: c.minute,
+            utc_offset_minutes: c.utc_offset_minutes,
+        });
+        let now = time::now();
+        let (expires_at, source) = policy::resolve_expiry(
+            fresh.expires_at,
+            &fresh.access_token,
+            fresh.issued_at,
+            cutoff,
+            now,
+        );
+        if expires_at <= now {
+            return Err(Error::Transient(format!(
+                "provider `{}` returned a token that expired at {}; the stored one is kept",
+                info.name,
+                time::iso(expires_at)
+            )));
+        }
+        let stored = StoredToken {
+            account: account.name.clone(),
+            provider: info.name.clone(),
+            access_token: Secret::new(fresh.access_token),
+            expires_at: Some(expires_at),
+            expiry_source: source.into(),
+            issued_at: fresh.issued_at,
+            user_id: fresh.user_id,
+            extras: fresh
+                .extras
+                .into_iter()
+                .map(|e| StoredExtra {
+                    name: e.name,
+                    value: Secret::new(e.value),
+                    secret: e.secret,
+                })
+                .collect(),
+            refreshed_at: now,
+            refresh_ahead_secs: account
+                .config
+                .refresh_ahead_secs
+                .unwrap_or(info.refresh_ahead_secs),
+        };
+        dir.save_token(&stored)?;
+        tracing::info!(account = %account.name, "stored a new token, expires {} ({source})", time::iso(expires_at));
+        Ok(stored)
+    }
+
+    /// Asks the broker whether the stored token works.
+    pub async fn check(&self, account: &Account) -> Result<StoredToken, Error> {
+        let dir = self.state.account(&account.name)?;
+        let token = dir.load_token()?.ok_or_else(|| no_token(&account.name))?;
+        let mut provider = self.start(account).await?;
+        provider.add_secrets(token.secrets());
+        provider.validate(to_wit(&token)).await?;
+        Ok(token)
+    }
+
+    /// Revokes the stored token at the broker and forgets it. A broker that already
+    /// considers it invalid is fine; one that cannot be reached keeps it stored.
+    pub async fn logout(&self, account: &Account) -> Result<(), Error> {
+        let dir = self.state.account(&account.name)?;
+        let token = dir.load_token()?.ok_or_else(|| no_token(&account.name))?;
+        let _lock = dir.lock()?;
+        let mut provider = self.start(account).await?;
+        provider.add_secrets(token.secrets());
+        match provider.revoke(to_wit(&token)).await {
+            Ok(()) | Err(Error::Rejected(_)) => dir.remove_token(),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The message for an account with nothing stored.
+pub fn no_token(account: &str) -> Error {
+    Error::Config(format!(
+        "no token stored for account `{account}`: run `tokenhost run {account}` first"
+    ))
+}
+
+fn expiry(token: &Option<StoredToken>) -> Option<i64> {
+    token.as_ref().and_then(|t| t.expires_at)
+}
+
+fn cached(info: &provider::ProviderInfo) -> CachedInfo {
+    CachedInfo {
+        name: info.name.clone(),
+        version: info.version.clone(),
+        daily_cutoff: info.daily_cutoff.map(|c| Cutoff {
+            hour: c.hour,
+            minute: c.minute,
+            utc_offset_minutes: c.utc_offset_minutes,
+        }),
+        refresh_ahead_secs: info.refresh_ahead_secs,
+    }
+}
+
+/// The stored token as the provider interface carries it.
+pub fn to_wit(t: &StoredToken) -> Token {
+    Token {
+        access_token: t.access_token.expose().to_string(),
+        expires_at: t.expires_at,
+        issued_at: t.issued_at,
+        user_id: t.user_id.clone(),
+        extras: t
+            .extras
+            .iter()
+            .map(|e| provider::Extra {
+                name: e.name.clone(),
+                value: e.value.expose().to_string(),
+                secret: e.secret,
+            })
+            .collect(),
+    }
+}

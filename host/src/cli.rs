@@ -1,0 +1,564 @@
+//! The command line: flags parsed by clap, then one function per command. Results go to
+//! stdout; diagnostics to stderr and the log file.
+
+use crate::accounts::{Context, Outcome, Report, Target};
+use crate::settings::Config;
+use crate::store::{StateDir, StoredToken};
+use crate::{Error, ExitCode, time};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  ok: token fresh or refreshed
+  2  usage or configuration error
+  3  credentials rejected by the broker
+  4  transient failure (network, 5xx, unreadable answer); the old token is kept
+  5  a person has to act (browser login, phone approval)
+  6  provider component fault (invalid component, trap, limit, denied host)";
+
+/// Keeps broker API tokens fresh, unattended, with each broker's login logic in a sandboxed
+/// WebAssembly component.
+#[derive(Debug, Parser)]
+#[command(name = "tokenhost", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// State directory (tokens, logs, cache) [default: $XDG_STATE_HOME/tokenhost]
+    #[arg(long, global = true, env = "TOKENHOST_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Config file [default: ./tokenhost.toml if present; env TOKENHOST_CONFIG]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// More diagnostics on stderr (-v info, -vv debug)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Refresh a token if it needs it (the cron entry point)
+    #[command(after_help = EXIT_CODES)]
+    Run {
+        /// A provider component (`provider.wasm`) or a configured account
+        #[arg(required_unless_present = "all")]
+        target: Option<String>,
+        /// Every account in the config file
+        #[arg(long, conflicts_with = "target")]
+        all: bool,
+        /// Refresh even if the token looks fresh
+        #[arg(long)]
+        force: bool,
+    },
+    /// What is stored, when it expires, the last outcome
+    Status {
+        /// One account (default: all)
+        account: Option<String>,
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the broker whether the stored token works
+    #[command(after_help = EXIT_CODES)]
+    Check {
+        /// Account (or provider component)
+        account: String,
+    },
+    /// Print the stored token for another program
+    Get {
+        /// Account name
+        account: String,
+        /// raw: the token alone; json: token and details; env: NAME=value lines
+        #[arg(long, value_enum, default_value_t = Format::Raw)]
+        format: Format,
+    },
+    /// Revoke the token at the broker and forget it
+    Logout {
+        /// Account (or provider component)
+        account: String,
+    },
+    /// Describe a provider component: version, settings, hosts, hash
+    Inspect {
+        /// The component
+        provider: PathBuf,
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// A full cycle against a built-in sandbox broker on 127.0.0.1
+    Demo,
+}
+
+/// `get --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// The token alone.
+    Raw,
+    /// A JSON object.
+    Json,
+    /// `NAME=value` lines.
+    Env,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode, Error> {
+    let state_path = cli.state_dir.clone().unwrap_or_else(StateDir::default_path);
+    if let Command::Demo = cli.command {
+        init_logging(&cli, None);
+        return crate::demo::run();
+    }
+    let state = StateDir::open(&state_path)?;
+    init_logging(&cli, Some(&state));
+    let config = Config::load(cli.config.as_deref())?;
+    let ctx = Context::new(state, config);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))?;
+    rt.block_on(async {
+        match cli.command {
+            Command::Run { target, all, force } => run_cmd(&ctx, target, all, force).await,
+            Command::Status { account, json } => status_cmd(&ctx, account, json),
+            Command::Check { account } => check_cmd(&ctx, &account).await,
+            Command::Get { account, format } => get_cmd(&ctx, &account, format),
+            Command::Logout { account } => {
+                let acct = ctx.resolve(&Target::parse(&account)).await?;
+                ctx.logout(&acct).await?;
+                out(&format!("{}: logged out, token forgotten", acct.name));
+                Ok(ExitCode::Ok)
+            }
+            Command::Inspect { provider, json } => inspect_cmd(&ctx, &provider, json).await,
+            Command::Demo => unreachable!("handled above"),
+        }
+    })
+}
+
+fn init_logging(cli: &Cli, state: Option<&StateDir>) {
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::prelude::*;
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => LevelFilter::ERROR,
+        (false, 0) => LevelFilter::WARN,
+        (false, 1) => LevelFilter::INFO,
+        _ => LevelFilter::DEBUG,
+    };
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(level);
+    let file = state.and_then(|s| {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(s.log_path())
+            .ok()?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+        }
+        Some(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::sync::Mutex::new(f))
+                .with_target(false)
+                .with_ansi(false)
+                .with_filter(LevelFilter::INFO),
+        )
+    });
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .try_init();
+}
+
+/// Prints a result line; a closed stdout is not an error.
+fn out(line: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{line}");
+}
+
+fn describe_expiry(expires_at: Option<i64>) -> String {
+    match expires_at {
+        Some(e) => format!(
+            "expires {} ({})",
+            time::iso(e),
+            time::relative(e, time::now())
+        ),
+        None => "expiry unknown".into(),
+    }
+}
+
+/// The one line `run` prints for an account.
+pub fn report_line(r: &Report) -> String {
+    let what = match &r.outcome {
+        Outcome::Fresh => "fresh".to_string(),
+        Outcome::Refreshed(reason) => format!("refreshed ({reason})"),
+        Outcome::RefreshedElsewhere => "refreshed by a concurrent run".to_string(),
+    };
+    format!("{}: {what}, {}", r.account, describe_expiry(r.expires_at))
+}
+
+async fn run_cmd(
+    ctx: &Context,
+    target: Option<String>,
+    all: bool,
+    force: bool,
+) -> Result<ExitCode, Error> {
+    if !all {
+        let target = Target::parse(target.as_deref().unwrap_or_default());
+        let account = ctx.resolve(&target).await?;
+        let report = ctx.run(&account, force).await.inspect_err(|e| {
+            tracing::error!(account = %account.name, "refresh failed: {e}");
+        })?;
+        out(&report_line(&report));
+        return Ok(ExitCode::Ok);
+    }
+    let names = ctx.config.account_names();
+    if names.is_empty() {
+        return Err(Error::Config(
+            "`--all` needs accounts in tokenhost.toml, and there are none".into(),
+        ));
+    }
+    let mut worst = ExitCode::Ok;
+    let mut failed = 0;
+    for name in &names {
+        let result = match ctx.config.account(name) {
+            Ok(account) => ctx.run(&account, force).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(r) => out(&report_line(&r)),
+            Err(e) => {
+                tracing::error!(account = %name, "refresh failed: {e}");
+                out(&format!("{name}: failed ({}): {e}", e.kind()));
+                worst = worst.max(e.exit_code());
+                failed += 1;
+            }
+        }
+    }
+    out(&format!(
+        "{} accounts, {} ok, {failed} failed",
+        names.len(),
+        names.len() - failed
+    ));
+    Ok(worst)
+}
+
+/// One row of `status`.
+#[derive(Debug, serde::Serialize)]
+pub struct StatusRow {
+    /// Account name.
+    pub account: String,
+    /// Provider name, when known.
+    pub provider: Option<String>,
+    /// `fresh`, `expiring`, `expired` or `missing`.
+    pub state: &'static str,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+    /// Seconds until expiry (negative: ago).
+    pub expires_in_secs: Option<i64>,
+    /// Where the expiry came from.
+    pub expiry_source: Option<String>,
+    /// Unix seconds.
+    pub refreshed_at: Option<i64>,
+    /// The broker's user id.
+    pub user_id: Option<String>,
+    /// `refreshed` or the kind of the last failure.
+    pub last_outcome: Option<String>,
+    /// Unix seconds.
+    pub last_attempt: Option<i64>,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+}
+
+fn status_row(ctx: &Context, name: &str) -> Result<StatusRow, Error> {
+    let dir = ctx.state.account(name)?;
+    let token: Option<StoredToken> = dir.load_token()?;
+    let status = dir.load_status();
+    let now = time::now();
+    let ahead = ctx
+        .config
+        .file
+        .accounts
+        .get(name)
+        .and_then(|a| a.refresh_ahead_secs);
+    let state = match (&token, crate::policy::due(token.as_ref(), ahead, now)) {
+        (None, _) => "missing",
+        (Some(_), None) => "fresh",
+        (Some(_), Some(crate::policy::Reason::Expiring)) => "expiring",
+        (Some(_), Some(_)) => "expired",
+    };
+    Ok(StatusRow {
+        account: name.to_string(),
+        provider: token
+            .as_ref()
+            .map(|t| t.provider.clone())
+            .or(status.provider.clone()),
+        state,
+        expires_at: token.as_ref().and_then(|t| t.expires_at),
+        expires_in_secs: token.as_ref().and_then(|t| t.remaining(now)),
+        expiry_source: token.as_ref().map(|t| t.expiry_source.clone()),
+        refreshed_at: token.as_ref().map(|t| t.refreshed_at),
+        user_id: token.as_ref().and_then(|t| t.user_id.clone()),
+        last_outcome: status.last_outcome,
+        last_attempt: status.last_attempt,
+        last_error: status.last_error,
+        consecutive_failures: status.consecutive_failures,
+    })
+}
+
+/// The status rows of `account`, or of every known account.
+pub fn status_rows(ctx: &Context, account: Option<&str>) -> Result<Vec<StatusRow>, Error> {
+    let mut names = match account {
+        Some(a) => vec![a.to_string()],
+        None => {
+            let mut n = ctx.state.accounts();
+            n.extend(ctx.config.account_names());
+            n
+        }
+    };
+    names.sort();
+    names.dedup();
+    names.iter().map(|n| status_row(ctx, n)).collect()
+}
+
+fn status_cmd(ctx: &Context, account: Option<String>, json: bool) -> Result<ExitCode, Error> {
+    let rows = status_rows(ctx, account.as_deref())?;
+    if json {
+        out(&serde_json::to_string_pretty(&rows).unwrap_or_default());
+        return Ok(ExitCode::Ok);
+    }
+    if rows.is_empty() {
+        out("no accounts yet: `tokenhost run provider.wasm` stores the first token");
+        return Ok(ExitCode::Ok);
+    }
+    out(&status_table(&rows));
+    Ok(ExitCode::Ok)
+}
+
+/// `status` as a table for people.
+pub fn status_table(rows: &[StatusRow]) -> String {
+    let now = time::now();
+    let mut table = vec![
+        ["ACCOUNT", "PROVIDER", "STATE", "EXPIRES", "LAST OUTCOME"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for r in rows {
+        let expires = r
+            .expires_at
+            .map(|e| format!("{} ({})", time::iso(e), time::relative(e, now)))
+            .unwrap_or("-".into());
+        let last = match (&r.last_outcome, r.last_attempt) {
+            (Some(o), Some(at)) => format!("{o} {}", time::relative(at, now)),
+            _ => "-".into(),
+        };
+        table.push(vec![
+            r.account.clone(),
+            r.provider.clone().unwrap_or("-".into()),
+            r.state.into(),
+            expires,
+            last,
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|i| table.iter().map(|row| row[i].len()).max().unwrap_or(0))
+        .collect();
+    table
+        .iter()
+        .map(|row| {
+            row.iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn check_cmd(ctx: &Context, account: &str) -> Result<ExitCode, Error> {
+    let acct = ctx.resolve(&Target::parse(account)).await?;
+    match ctx.check(&acct).await {
+        Ok(t) => {
+            out(&format!(
+                "{}: valid, {}",
+                acct.name,
+                describe_expiry(t.expires_at)
+            ));
+            Ok(ExitCode::Ok)
+        }
+        Err(Error::Rejected(m)) => {
+            out(&format!("{}: invalid ({m})", acct.name));
+            Ok(ExitCode::Rejected)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn get_cmd(ctx: &Context, account: &str, format: Format) -> Result<ExitCode, Error> {
+    let dir = ctx.state.account(account)?;
+    let token = dir
+        .load_token()?
+        .ok_or_else(|| crate::accounts::no_token(account))?;
+    let now = time::now();
+    if token.expires_at.is_some_and(|e| e <= now) {
+        return Err(Error::Config(format!(
+            "the token of `{account}` expired at {}: run `tokenhost run {account}`",
+            time::iso(token.expires_at.unwrap_or(now))
+        )));
+    }
+    let mut o = std::io::stdout().lock();
+    let text = match format {
+        Format::Raw => {
+            let nl = if std::io::stdout().is_terminal() {
+                "\n"
+            } else {
+                ""
+            };
+            format!("{}{nl}", token.access_token.expose())
+        }
+        Format::Json => {
+            let extras: serde_json::Map<String, serde_json::Value> = token
+                .extras
+                .iter()
+                .map(|e| (e.name.clone(), e.value.expose().into()))
+                .collect();
+            let v = serde_json::json!({
+                "account": token.account,
+                "provider": token.provider,
+                "access_token": token.access_token.expose(),
+                "expires_at": token.expires_at,
+                "issued_at": token.issued_at,
+                "user_id": token.user_id,
+                "refreshed_at": token.refreshed_at,
+                "extras": extras,
+            });
+            format!("{v}\n")
+        }
+        Format::Env => {
+            let prefix = account.to_ascii_uppercase().replace(['-', '.'], "_");
+            let mut s = format!("{prefix}_ACCESS_TOKEN={}\n", token.access_token.expose());
+            for e in &token.extras {
+                s.push_str(&format!(
+                    "{}={}\n",
+                    crate::settings::env_var_name(&prefix, &e.name),
+                    e.value.expose()
+                ));
+            }
+            s
+        }
+    };
+    let _ = o.write_all(text.as_bytes());
+    Ok(ExitCode::Ok)
+}
+
+async fn inspect_cmd(ctx: &Context, path: &std::path::Path, json: bool) -> Result<ExitCode, Error> {
+    let (host, linker) = ctx.runtime()?;
+    let loaded = host.load(path)?;
+    let grants = crate::provider::Grants {
+        account: "inspect".into(),
+        allow_hosts: Some(Vec::new()),
+        allow_plain_http: false,
+        kv_path: std::env::temp_dir().join("tokenhost-inspect-unused"),
+        limits: crate::provider::Limits::default(),
+    };
+    let p =
+        crate::provider::Provider::start(
+            host,
+            linker,
+            &loaded,
+            &grants,
+            |_| Ok(Default::default()),
+        )
+        .await?;
+    let info = p.info();
+    let prefix = info.name.to_ascii_uppercase().replace(['-', '.'], "_");
+    let mut cmd = String::from("wasmtime run -S http -S config -S keyvalue");
+    for s in &info.settings {
+        cmd.push_str(&format!(" -S config-var={}=<{}>", s.name, s.name));
+    }
+    cmd.push_str(&format!(" --invoke 'refresh(none)' {}", path.display()));
+    if json {
+        let settings: Vec<_> = info
+            .settings
+            .iter()
+            .map(|s| serde_json::json!({"name": s.name, "secret": s.secret, "required": s.required,
+                "description": s.description, "env": crate::settings::env_var_name(&prefix, &s.name)}))
+            .collect();
+        let v = serde_json::json!({
+            "world": "tokenhost:provider/token-provider",
+            "export": crate::engine::PROVIDER_EXPORT,
+            "name": info.name, "version": info.version, "api_version": info.api_version,
+            "sha256": loaded.sha256, "size": loaded.size, "settings": settings, "hosts": info.hosts,
+            "daily_cutoff": info.daily_cutoff.map(|c| serde_json::json!({"hour": c.hour, "minute": c.minute, "utc_offset_minutes": c.utc_offset_minutes})),
+            "refresh_ahead_secs": info.refresh_ahead_secs,
+            "wasmtime_command": cmd,
+        });
+        out(&serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(ExitCode::Ok);
+    }
+    let mut lines = vec![
+        format!("provider     {} {}", info.name, info.version),
+        format!(
+            "exports      {} (api {})",
+            crate::engine::PROVIDER_EXPORT,
+            info.api_version
+        ),
+        format!("sha256       {}", loaded.sha256),
+        format!("size         {} bytes", loaded.size),
+        format!(
+            "hosts        {}",
+            if info.hosts.is_empty() {
+                "(from settings)".into()
+            } else {
+                info.hosts.join(", ")
+            }
+        ),
+        format!(
+            "cut-off      {}",
+            info.daily_cutoff
+                .map(|c| format!(
+                    "{:02}:{:02} at UTC{:+}:{:02}",
+                    c.hour,
+                    c.minute,
+                    c.utc_offset_minutes / 60,
+                    c.utc_offset_minutes.abs() % 60
+                ))
+                .unwrap_or("none".into())
+        ),
+        format!("refresh      {} s before expiry", info.refresh_ahead_secs),
+        "settings".to_string(),
+    ];
+    for s in &info.settings {
+        let flags = [
+            s.required.then_some("required"),
+            s.secret.then_some("secret"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ");
+        lines.push(format!(
+            "  {:<22} {:<28} {} [{}]",
+            s.name,
+            crate::settings::env_var_name(&prefix, &s.name),
+            s.description,
+            flags
+        ));
+    }
+    lines.push(format!("without tokenhost:\n  {cmd}"));
+    out(&lines.join("\n"));
+    Ok(ExitCode::Ok)
+}

@@ -1,0 +1,95 @@
+//! `tokenhost demo`: a full cycle through the real host against the sandbox broker on
+//! 127.0.0.1, in a throw-away state directory.
+
+use crate::accounts::{Context, Target};
+use crate::cli::{report_line, status_rows, status_table};
+use crate::sandbox::{ExampleBroker, Fault};
+use crate::settings::{AccountConfig, Config, ConfigFile};
+use crate::store::StateDir;
+use crate::{Error, ExitCode};
+use std::time::Instant;
+
+/// The bundled example provider, built from `components/fixture` by the build script.
+pub const EXAMPLE_PROVIDER: &[u8] = include_bytes!(env!("TOKENHOST_EXAMPLE_WASM"));
+
+/// Runs the demo; every step prints one line.
+pub fn run() -> Result<ExitCode, Error> {
+    let dir = std::env::temp_dir().join(format!(
+        "tokenhost-demo-{}-{}",
+        std::process::id(),
+        crate::sandbox::nonce()
+    ));
+    let result = demo(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn step(n: u32, text: &str) {
+    println!("{n}. {text}");
+}
+
+fn demo(dir: &std::path::Path) -> Result<ExitCode, Error> {
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |e| Error::io(what, e)
+    };
+    let secret = format!("demo-secret-{}", crate::sandbox::nonce());
+    let broker = ExampleBroker::new("demo-key", &secret, 8 * 3600);
+    let server = broker.serve().map_err(io("starting the sandbox broker"))?;
+    step(1, &format!("sandbox broker listening on {}", server.url()));
+
+    std::fs::create_dir_all(dir).map_err(io("creating the demo folder"))?;
+    let wasm = dir.join("example.wasm");
+    std::fs::write(&wasm, EXAMPLE_PROVIDER).map_err(io("writing the example provider"))?;
+    let mut account = AccountConfig {
+        provider: Some(wasm.clone()),
+        ..Default::default()
+    };
+    account.settings.insert("api-root".into(), server.url());
+    account.settings.insert("api-key".into(), "demo-key".into());
+    account.settings.insert("api-secret".into(), secret);
+    let mut file = ConfigFile::default();
+    file.accounts.insert("demo".into(), account);
+    let state = StateDir::open(dir.join("state"))?;
+    let ctx = Context::new(state, Config::from_file(file));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io("starting the runtime"))?;
+
+    rt.block_on(async {
+        let acct = ctx.resolve(&Target::Account("demo".into())).await?;
+        let t = Instant::now();
+        let first = ctx.run(&acct, false).await?;
+        step(2, &format!("run (cold: compiles the component): {}  [{} ms]", report_line(&first), t.elapsed().as_millis()));
+
+        let t = Instant::now();
+        let again = ctx.run(&acct, false).await?;
+        step(3, &format!("run again, token still fresh, component not loaded: {}  [{} ms]", report_line(&again), t.elapsed().as_millis()));
+
+        let stored = ctx.state.account("demo")?.load_token()?.ok_or_else(|| crate::accounts::no_token("demo"))?;
+        let token = stored.access_token.expose();
+        step(4, &format!("get: a {}-character JWT for user {} (shown by `tokenhost get demo`)", token.len(), stored.user_id.as_deref().unwrap_or("?")));
+
+        ctx.check(&acct).await?;
+        step(5, "check: the broker accepts the token");
+
+        broker.state().faults = vec![Fault::Unavailable];
+        match ctx.run(&acct, true).await {
+            Err(e) => step(6, &format!("forced refresh while the broker answers 503: {} error (exit {}), old token kept", e.kind(), e.exit_code() as i32)),
+            Ok(_) => return Err(Error::Fault("the injected broker failure was not reported".into())),
+        }
+        let kept = ctx.state.account("demo")?.load_token()?.ok_or_else(|| crate::accounts::no_token("demo"))?;
+        if kept.access_token != stored.access_token {
+            return Err(Error::Fault("the stored token changed after a failed refresh".into()));
+        }
+
+        let t = Instant::now();
+        let healed = ctx.run(&acct, true).await?;
+        step(7, &format!("broker back: {}  [{} ms, warm cache]", report_line(&healed), t.elapsed().as_millis()));
+
+        step(8, "status:");
+        println!("{}", status_table(&status_rows(&ctx, None)?));
+        Ok(ExitCode::Ok)
+    })
+}

@@ -1,0 +1,491 @@
+//! One running provider: a component instantiated for one account, with exactly the
+//! capabilities that account grants and a memory cap and deadline on every call.
+
+use crate::Error;
+use crate::caps::config::Settings;
+use crate::caps::http::HttpPolicy;
+use crate::caps::keyvalue::{KvStore, KvView};
+use crate::caps::logs::GuestOutput;
+use crate::caps::{self, Violations};
+use crate::engine::{API_VERSION, EPOCH_TICK, Host, Loaded};
+use crate::secret::Secret;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+pub use crate::bindings::exports::tokenhost::provider::provider::{
+    DailyCutoff, Extra, ProviderError, ProviderInfo, Setting, Token,
+};
+
+/// Limits applied to every call into a component.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Linear memory cap.
+    pub memory_bytes: usize,
+    /// Wall-clock deadline of one call, HTTP waits included.
+    pub call_timeout: Duration,
+    /// Longest wait for a connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for an answer's first byte, and between bytes.
+    pub read_timeout: Duration,
+    /// Largest HTTP response body.
+    pub max_response_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            memory_bytes: 64 << 20,
+            call_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(20),
+            max_response_bytes: 1 << 20,
+        }
+    }
+}
+
+/// What an account grants its provider.
+#[derive(Debug, Clone)]
+pub struct Grants {
+    /// Account name.
+    pub account: String,
+    /// Hosts the user allows; `None` means the provider's declared hosts.
+    pub allow_hosts: Option<Vec<String>>,
+    /// Allow plain `http://` beyond loopback.
+    pub allow_plain_http: bool,
+    /// The account's key-value file.
+    pub kv_path: PathBuf,
+    /// Limits.
+    pub limits: Limits,
+}
+
+/// Everything a component's store holds.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    hooks: HttpPolicy,
+    settings: Settings,
+    kv: KvStore,
+    memory: MemoryCap,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Caps linear memory and remembers that the cap was hit, so a trap that follows can be
+/// reported as the limit it is.
+struct MemoryCap {
+    cap: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// The linker every provider is instantiated with: WASI without files, sockets or
+/// environment, `wasi:http` through [`HttpPolicy`], config and key-value scoped to the account.
+pub fn linker(host: &Host) -> Result<Linker<HostState>, Error> {
+    let fault = |e: wasmtime::Error| Error::Fault(format!("setting up the sandbox: {e}"));
+    let mut linker = Linker::new(host.engine());
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(fault)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(fault)?;
+    caps::config::add_to_linker(&mut linker, |s: &mut HostState| &mut s.settings).map_err(fault)?;
+    caps::keyvalue::add_to_linker(&mut linker, |s: &mut HostState| KvView {
+        table: &mut s.table,
+        store: &mut s.kv,
+    })
+    .map_err(fault)?;
+    Ok(linker)
+}
+
+/// A provider instantiated for one account.
+pub struct Provider {
+    store: Store<HostState>,
+    exports: crate::bindings::ProviderHost,
+    info: ProviderInfo,
+    account: String,
+    limits: Limits,
+    violations: Violations,
+    stdout: GuestOutput,
+    stderr: GuestOutput,
+    /// Secret values known to the host (settings, tokens), masked in everything it relays.
+    secrets: Vec<Secret>,
+}
+
+impl Provider {
+    /// Instantiates `loaded` for an account, asks it to describe itself, then hands it the
+    /// settings it declared: `resolve` maps the declared settings to their values.
+    pub async fn start(
+        host: &Host,
+        linker: &Linker<HostState>,
+        loaded: &Loaded,
+        grants: &Grants,
+        resolve: impl FnOnce(&ProviderInfo) -> Result<BTreeMap<String, Secret>, Error>,
+    ) -> Result<Provider, Error> {
+        let violations = Violations::default();
+        let stdout = GuestOutput::new("stdout");
+        let stderr = GuestOutput::new("stderr");
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdout.pipe()).stderr(stderr.pipe());
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let limits = grants.limits;
+        let state = HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            hooks: HttpPolicy {
+                account: grants.account.clone(),
+                allow: Vec::new(),
+                allow_from: "the provider",
+                allow_plain_http: grants.allow_plain_http,
+                connect_timeout: limits.connect_timeout,
+                read_timeout: limits.read_timeout,
+                max_response_bytes: limits.max_response_bytes,
+                violations: violations.clone(),
+            },
+            settings: Settings::new(&grants.account, violations.clone()),
+            kv: KvStore::new(grants.kv_path.clone()),
+            memory: MemoryCap {
+                cap: limits.memory_bytes,
+                hit: false,
+            },
+        };
+        let mut store = Store::new(host.engine(), state);
+        store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(ticks(limits.call_timeout));
+
+        let mut stderr = stderr;
+        let instantiate =
+            crate::bindings::ProviderHost::instantiate_async(&mut store, &loaded.component, linker);
+        let exports = match tokio::time::timeout(limits.call_timeout, instantiate).await {
+            Ok(Ok(e)) => e,
+            Ok(Err(e)) => {
+                stderr.flush(&grants.account, &[]);
+                return Err(limit_or_trap(&store, &limits, "instantiation", e));
+            }
+            Err(_) => return Err(deadline(&limits, "instantiation")),
+        };
+        let mut provider = Provider {
+            store,
+            exports,
+            info: empty_info(),
+            account: grants.account.clone(),
+            limits,
+            violations,
+            stdout,
+            stderr,
+            secrets: Vec::new(),
+        };
+
+        // First pass: no settings are readable, so describe() tells what it declares.
+        let bare = provider.describe_call().await?;
+        check_info(&bare)?;
+        let values = resolve(&bare)?;
+        provider.secrets = bare
+            .settings
+            .iter()
+            .filter(|s| s.secret)
+            .filter_map(|s| values.get(&s.name).cloned())
+            .collect();
+        let keys = bare.settings.iter().map(|s| s.name.clone());
+        provider.store.data_mut().settings.declare(keys, values);
+        // Second pass: hosts may depend on settings (a broker's root URL).
+        let info = provider.describe_call().await?;
+        check_info(&info)?;
+        let hooks = &mut provider.store.data_mut().hooks;
+        match &grants.allow_hosts {
+            Some(list) => {
+                hooks.allow = list.clone();
+                hooks.allow_from = "tokenhost.toml";
+            }
+            None => hooks.allow = info.hosts.clone(),
+        }
+        provider.info = info;
+        Ok(provider)
+    }
+
+    /// What the provider said about itself (with its settings visible).
+    pub fn info(&self) -> &ProviderInfo {
+        &self.info
+    }
+
+    /// Masks these values too in everything relayed from the guest.
+    pub fn add_secrets(&mut self, secrets: impl IntoIterator<Item = Secret>) {
+        self.secrets.extend(secrets);
+    }
+
+    /// The secrets known so far (settings and tokens).
+    pub fn secrets(&self) -> &[Secret] {
+        &self.secrets
+    }
+
+    async fn describe_call(&mut self) -> Result<ProviderInfo, Error> {
+        self.store
+            .set_epoch_deadline(ticks(self.limits.call_timeout));
+        let fut = self
+            .exports
+            .tokenhost_provider_provider()
+            .call_describe(&mut self.store);
+        let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
+        self.finish("describe", r)
+    }
+
+    /// `refresh(current)`.
+    pub async fn refresh(&mut self, current: Option<Token>) -> Result<Token, Error> {
+        self.store
+            .set_epoch_deadline(ticks(self.limits.call_timeout));
+        let fut = self
+            .exports
+            .tokenhost_provider_provider()
+            .call_refresh(&mut self.store, current.as_ref());
+        let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
+        let token = self.guest_result("refresh", r)?;
+        self.check_token(token)
+    }
+
+    /// `validate(token)`.
+    pub async fn validate(&mut self, token: Token) -> Result<(), Error> {
+        self.store
+            .set_epoch_deadline(ticks(self.limits.call_timeout));
+        let fut = self
+            .exports
+            .tokenhost_provider_provider()
+            .call_validate(&mut self.store, &token);
+        let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
+        self.guest_result("validate", r)
+    }
+
+    /// `revoke(token)`.
+    pub async fn revoke(&mut self, token: Token) -> Result<(), Error> {
+        self.store
+            .set_epoch_deadline(ticks(self.limits.call_timeout));
+        let fut = self
+            .exports
+            .tokenhost_provider_provider()
+            .call_revoke(&mut self.store, &token);
+        let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
+        self.guest_result("revoke", r)
+    }
+
+    /// `login-url(redirect_uri, state)`.
+    pub async fn login_url(&mut self, redirect_uri: &str, state: &str) -> Result<String, Error> {
+        self.store
+            .set_epoch_deadline(ticks(self.limits.call_timeout));
+        let fut = self.exports.tokenhost_provider_provider().call_login_url(
+            &mut self.store,
+            redirect_uri,
+            state,
+        );
+        let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
+        self.guest_result("login-url", r)
+    }
+
+    /// `complete-login(params)`.
+    pub async fn complete_login(&mut self, params: &[(String, String)]) -> Result<Token, Error> {
+        self.store
+            .set_epoch_deadline(ticks(self.limits.call_timeout));
+        let fut = self
+            .exports
+            .tokenhost_provider_provider()
+            .call_complete_login(&mut self.store, params);
+        let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
+        let token = self.guest_result("complete-login", r)?;
+        self.check_token(token)
+    }
+
+    /// `accept-push(body)`.
+    pub async fn accept_push(&mut self, body: &[u8]) -> Result<Token, Error> {
+        self.store
+            .set_epoch_deadline(ticks(self.limits.call_timeout));
+        let fut = self
+            .exports
+            .tokenhost_provider_provider()
+            .call_accept_push(&mut self.store, body);
+        let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
+        let token = self.guest_result("accept-push", r)?;
+        self.check_token(token)
+    }
+
+    fn check_token(&mut self, token: Token) -> Result<Token, Error> {
+        if token.access_token.trim().is_empty() {
+            return Err(Error::Transient(format!(
+                "provider `{}` returned an empty token; the stored one is kept",
+                self.info.name
+            )));
+        }
+        self.secrets.push(Secret::new(token.access_token.clone()));
+        self.secrets.extend(
+            token
+                .extras
+                .iter()
+                .filter(|e| e.secret)
+                .map(|e| Secret::new(e.value.clone())),
+        );
+        Ok(token)
+    }
+
+    /// Maps a call's outcome: deadline, trap, limit, breach, then the guest's own error.
+    fn guest_result<T>(
+        &mut self,
+        what: &str,
+        r: Result<wasmtime::Result<Result<T, ProviderError>>, tokio::time::error::Elapsed>,
+    ) -> Result<T, Error> {
+        let inner = self.finish(what, r)?;
+        inner.map_err(|e| self.provider_error(what, e))
+    }
+
+    fn finish<T>(
+        &mut self,
+        what: &str,
+        r: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T, Error> {
+        let mut secrets = self.secrets.clone();
+        secrets.extend(self.store.data_mut().kv.secrets());
+        self.stdout.flush(&self.account, &secrets);
+        self.stderr.flush(&self.account, &secrets);
+        let value = match r {
+            Err(_) => return Err(deadline(&self.limits, what)),
+            Ok(Err(e)) => return Err(limit_or_trap(&self.store, &self.limits, what, e)),
+            Ok(Ok(v)) => v,
+        };
+        let breaches = self.violations.take();
+        if !breaches.is_empty() {
+            return Err(Error::Fault(format!(
+                "provider broke the sandbox policy during {what}: {}",
+                breaches.join("; ")
+            )));
+        }
+        Ok(value)
+    }
+
+    fn provider_error(&self, what: &str, e: ProviderError) -> Error {
+        let r = |s: &str| crate::secret::redact(s, &self.secrets);
+        let name = &self.info.name;
+        match e {
+            ProviderError::Config(p) => Error::Config(format!(
+                "setting `{}` of account `{}`: {}",
+                p.key,
+                self.account,
+                r(&p.message)
+            )),
+            ProviderError::Rejected(m) => Error::Rejected(r(&m)),
+            ProviderError::Transient(m) => {
+                Error::Transient(format!("{what} failed, try again later: {}", r(&m)))
+            }
+            ProviderError::Protocol(m) => Error::Transient(format!(
+                "{what}: the broker's answer could not be understood: {}",
+                r(&m)
+            )),
+            ProviderError::InteractionRequired(i) => Error::Interaction(match i.url {
+                Some(url) => format!("{}: {}", r(&i.message), url),
+                None => r(&i.message),
+            }),
+            ProviderError::Unsupported(m) => Error::Config(format!("provider `{name}`: {}", r(&m))),
+        }
+    }
+}
+
+fn ticks(d: Duration) -> u64 {
+    (d.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+}
+
+fn deadline(limits: &Limits, what: &str) -> Error {
+    Error::Fault(format!(
+        "provider stopped: {what} exceeded the time limit of {} s (limits.timeout_secs)",
+        limits.call_timeout.as_secs()
+    ))
+}
+
+fn limit_or_trap(
+    store: &Store<HostState>,
+    limits: &Limits,
+    what: &str,
+    e: wasmtime::Error,
+) -> Error {
+    if store.data().memory.hit {
+        return Error::Fault(format!(
+            "provider stopped: {what} exceeded the memory limit of {} MiB (limits.memory_mib)",
+            limits.memory_bytes >> 20
+        ));
+    }
+    if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return deadline(limits, what);
+    }
+    let text = format!("{e}");
+    Error::Fault(format!(
+        "provider crashed during {what}: {}",
+        text.lines().next().unwrap_or("trap")
+    ))
+}
+
+fn check_info(info: &ProviderInfo) -> Result<(), Error> {
+    if info.api_version != API_VERSION {
+        return Err(Error::Fault(format!(
+            "provider `{}` was built for tokenhost:provider {} but this host speaks {API_VERSION}",
+            info.name, info.api_version
+        )));
+    }
+    if crate::store::validate_account_name(&info.name).is_err() {
+        return Err(Error::Fault(format!(
+            "provider name {:?} is not usable as an account name",
+            info.name
+        )));
+    }
+    Ok(())
+}
+
+fn empty_info() -> ProviderInfo {
+    ProviderInfo {
+        name: String::new(),
+        version: String::new(),
+        api_version: String::new(),
+        settings: Vec::new(),
+        hosts: Vec::new(),
+        daily_cutoff: None,
+        refresh_ahead_secs: 0,
+    }
+}

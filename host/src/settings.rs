@@ -1,0 +1,314 @@
+//! Configuration: `tokenhost.toml` (accounts, limits, allowlists, settings) and, for each
+//! setting a provider declares, where its value comes from: the config file, then the
+//! environment (`<PREFIX>_<KEY>`), then a `.env` file in the working directory.
+
+use crate::Error;
+use crate::provider::{Grants, Limits, ProviderInfo};
+use crate::secret::Secret;
+use crate::store::StateDir;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The file name looked for in the working directory.
+pub const CONFIG_FILE: &str = "tokenhost.toml";
+
+/// `tokenhost.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Limits for every account.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Accounts by name.
+    #[serde(default)]
+    pub accounts: BTreeMap<String, AccountConfig>,
+}
+
+/// `[limits]` and `[accounts.NAME.limits]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Memory cap of the component, MiB (default 64).
+    pub memory_mib: Option<u64>,
+    /// Deadline of one call into the component, seconds (default 30).
+    pub timeout_secs: Option<u64>,
+    /// Connect timeout of the component's HTTP requests, seconds (default 10).
+    pub connect_timeout_secs: Option<u64>,
+    /// Read timeout of the component's HTTP requests, seconds (default 20).
+    pub read_timeout_secs: Option<u64>,
+    /// Largest HTTP response accepted, KiB (default 1024).
+    pub max_response_kib: Option<u64>,
+}
+
+/// `[accounts.NAME]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// The provider component (relative paths are relative to the config file).
+    pub provider: Option<PathBuf>,
+    /// Prefix of the account's environment variables (default: the provider's name).
+    pub env_prefix: Option<String>,
+    /// Refresh this many seconds before expiry (default: the provider's suggestion).
+    pub refresh_ahead_secs: Option<u32>,
+    /// Hosts the provider may call; replaces the hosts it declares.
+    pub allow_hosts: Option<Vec<String>>,
+    /// Allow plain `http://` to hosts other than loopback.
+    #[serde(default)]
+    pub allow_plain_http: bool,
+    /// Setting values, by the provider's key names.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    /// Limits for this account.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// The loaded configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Where it came from (`None`: no file, zero-config).
+    pub path: Option<PathBuf>,
+    /// Its contents.
+    pub file: ConfigFile,
+    dotenv: BTreeMap<String, String>,
+}
+
+/// One account, ready to run.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Name (also the state folder's).
+    pub name: String,
+    /// The component file.
+    pub provider_path: PathBuf,
+    /// Its section in the config file (default when it has none).
+    pub config: AccountConfig,
+    /// Whether the config file has a section for it.
+    pub configured: bool,
+}
+
+impl Config {
+    /// Reads `explicit`, else `$TOKENHOST_CONFIG`, else `./tokenhost.toml` if present; and
+    /// `./.env` if present.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, Error> {
+        let env_path = std::env::var_os("TOKENHOST_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        let path = match explicit.map(Path::to_path_buf).or(env_path) {
+            Some(p) => Some(p),
+            None => Some(PathBuf::from(CONFIG_FILE)).filter(|p| p.is_file()),
+        };
+        let file = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    Error::Config(format!("cannot read config file {}: {e}", p.display()))
+                })?;
+                toml::from_str::<ConfigFile>(&text).map_err(|e| {
+                    Error::Config(format!(
+                        "config file {}: {}",
+                        p.display(),
+                        e.to_string().trim()
+                    ))
+                })?
+            }
+            None => ConfigFile::default(),
+        };
+        for name in file.accounts.keys() {
+            crate::store::validate_account_name(name)?;
+        }
+        Ok(Config {
+            path,
+            file,
+            dotenv: read_dotenv(Path::new(".env")),
+        })
+    }
+
+    /// A configuration made in code (the demo, tests), with no `.env`.
+    pub fn from_file(file: ConfigFile) -> Config {
+        Config {
+            path: None,
+            file,
+            dotenv: BTreeMap::new(),
+        }
+    }
+
+    /// The configured account `name`.
+    pub fn account(&self, name: &str) -> Result<Account, Error> {
+        let Some(config) = self.file.accounts.get(name) else {
+            let known: Vec<&str> = self.file.accounts.keys().map(String::as_str).collect();
+            return Err(Error::Config(match &self.path {
+                None => format!(
+                    "no account `{name}`: there is no tokenhost.toml here (pass --config, or run a provider file: `tokenhost run path/to/provider.wasm`)"
+                ),
+                Some(p) => format!(
+                    "no account `{name}` in {} (accounts: {})",
+                    p.display(),
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            }));
+        };
+        let provider = config.provider.as_ref().ok_or_else(|| {
+            Error::Config(format!("account `{name}` has no provider: add `provider = \"path/to/provider.wasm\"` under [accounts.{name}]"))
+        })?;
+        Ok(Account {
+            name: name.to_string(),
+            provider_path: self.relative_to_file(provider),
+            config: config.clone(),
+            configured: true,
+        })
+    }
+
+    /// The account for a provider file run directly: the account named after the provider,
+    /// with that section of the config file if there is one.
+    pub fn account_for_provider(&self, provider_name: &str, path: &Path) -> Account {
+        let config = self.file.accounts.get(provider_name).cloned();
+        Account {
+            name: provider_name.to_string(),
+            provider_path: path.to_path_buf(),
+            configured: config.is_some(),
+            config: config.unwrap_or_default(),
+        }
+    }
+
+    /// Every configured account name.
+    pub fn account_names(&self) -> Vec<String> {
+        self.file.accounts.keys().cloned().collect()
+    }
+
+    fn relative_to_file(&self, p: &Path) -> PathBuf {
+        match self.path.as_ref().and_then(|c| c.parent()) {
+            Some(dir) if p.is_relative() && !dir.as_os_str().is_empty() => dir.join(p),
+            _ => p.to_path_buf(),
+        }
+    }
+
+    /// The account's limits: its own section, then `[limits]`, then the defaults.
+    pub fn limits(&self, account: &Account) -> Limits {
+        let (a, g) = (&account.config.limits, &self.file.limits);
+        let d = Limits::default();
+        let secs = |a: Option<u64>, g: Option<u64>, d: Duration| {
+            a.or(g).map(Duration::from_secs).unwrap_or(d)
+        };
+        Limits {
+            memory_bytes: a
+                .memory_mib
+                .or(g.memory_mib)
+                .map(|m| (m as usize) << 20)
+                .unwrap_or(d.memory_bytes),
+            call_timeout: secs(a.timeout_secs, g.timeout_secs, d.call_timeout),
+            connect_timeout: secs(
+                a.connect_timeout_secs,
+                g.connect_timeout_secs,
+                d.connect_timeout,
+            ),
+            read_timeout: secs(a.read_timeout_secs, g.read_timeout_secs, d.read_timeout),
+            max_response_bytes: a
+                .max_response_kib
+                .or(g.max_response_kib)
+                .map(|k| (k as usize) << 10)
+                .unwrap_or(d.max_response_bytes),
+        }
+    }
+
+    /// What the account grants its provider.
+    pub fn grants(&self, account: &Account, state: &StateDir) -> Result<Grants, Error> {
+        Ok(Grants {
+            account: account.name.clone(),
+            allow_hosts: account.config.allow_hosts.clone(),
+            allow_plain_http: account.config.allow_plain_http,
+            kv_path: state.account(&account.name)?.kv_path(),
+            limits: self.limits(account),
+        })
+    }
+
+    /// The values of the settings `info` declares, and an error naming the first required
+    /// one that is missing and where to put it.
+    pub fn resolve(
+        &self,
+        account: &Account,
+        info: &ProviderInfo,
+    ) -> Result<BTreeMap<String, Secret>, Error> {
+        let prefix = env_prefix(account, &info.name);
+        let mut values = BTreeMap::new();
+        for s in &info.settings {
+            if let Some(v) = account
+                .config
+                .settings
+                .get(&s.name)
+                .filter(|v| !v.is_empty())
+            {
+                values.insert(s.name.clone(), Secret::new(v.clone()));
+                continue;
+            }
+            let var = env_var_name(&prefix, &s.name);
+            let from_env = std::env::var(&var).ok().filter(|v| !v.is_empty());
+            if let Some(v) =
+                from_env.or_else(|| self.dotenv.get(&var).filter(|v| !v.is_empty()).cloned())
+            {
+                values.insert(s.name.clone(), Secret::new(v));
+            } else if s.required {
+                return Err(Error::Config(self.missing_message(account, &s.name, &var)));
+            }
+        }
+        Ok(values)
+    }
+
+    fn missing_message(&self, account: &Account, key: &str, var: &str) -> String {
+        let file = self
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| CONFIG_FILE.into());
+        format!(
+            "missing setting `{key}` for account `{}`: set {var} in the environment or in ./.env, \
+             or add `{key} = \"...\"` under [accounts.{}.settings] in {file}",
+            account.name, account.name
+        )
+    }
+}
+
+/// `XTS` for provider `xts`, unless the account sets `env_prefix`.
+pub fn env_prefix(account: &Account, provider_name: &str) -> String {
+    account
+        .config
+        .env_prefix
+        .clone()
+        .unwrap_or_else(|| provider_name.to_ascii_uppercase().replace(['-', '.'], "_"))
+}
+
+/// `XTS_API_KEY` for prefix `XTS` and key `api-key`.
+pub fn env_var_name(prefix: &str, key: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        key.to_ascii_uppercase().replace(['-', '.'], "_")
+    )
+}
+
+fn read_dotenv(path: &Path) -> BTreeMap<String, String> {
+    match dotenvy::from_path_iter(path) {
+        Ok(iter) => iter.flatten().collect(),
+        Err(_) => BTreeMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_follow_the_old_scripts() {
+        assert_eq!(env_var_name("UPSTOX", "api-key"), "UPSTOX_API_KEY");
+        assert_eq!(env_var_name("XTS", "api-root"), "XTS_API_ROOT");
+    }
+
+    #[test]
+    fn unknown_config_keys_are_refused() {
+        let err = toml::from_str::<ConfigFile>("[accounts.a]\nprovidr = \"x.wasm\"\n").unwrap_err();
+        assert!(err.to_string().contains("providr"), "{err}");
+    }
+}

@@ -1,0 +1,103 @@
+//! Unix time helpers (no time-zone database: the host shows UTC, brokers' cut-offs carry
+//! their own offset).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Now, in unix seconds.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// `2026-11-22T09:00:00Z`.
+pub fn iso(ts: i64) -> String {
+    let days = ts.div_euclid(86_400);
+    let secs = ts.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// `in 5h 12m`, `3m ago`.
+pub fn relative(ts: i64, now: i64) -> String {
+    let d = ts - now;
+    let a = d.abs();
+    if a < 1 {
+        return "just now".into();
+    }
+    let span = if a >= 86_400 {
+        format!("{}d {}h", a / 86_400, a % 86_400 / 3600)
+    } else if a >= 3600 {
+        format!("{}h {}m", a / 3600, a % 3600 / 60)
+    } else if a >= 60 {
+        format!("{}m", a / 60)
+    } else {
+        format!("{a}s")
+    };
+    if d >= 0 {
+        format!("in {span}")
+    } else {
+        format!("{span} ago")
+    }
+}
+
+/// The first moment after `after` at which the local time (UTC + `offset_minutes`) reads
+/// `hour:minute`.
+pub fn next_daily(after: i64, hour: u8, minute: u8, offset_minutes: i16) -> i64 {
+    let offset = offset_minutes as i64 * 60;
+    let local = after + offset;
+    let day_start = local.div_euclid(86_400) * 86_400;
+    let mut at = day_start + hour as i64 * 3600 + minute as i64 * 60 - offset;
+    if at <= after {
+        at += 86_400;
+    }
+    at
+}
+
+// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc() {
+        assert_eq!(iso(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn next_cutoff_in_india() {
+        // 03:30 IST is 22:00 UTC the day before.
+        let ist = 330;
+        // 2026-11-22 10:00 IST (04:30Z) -> 2026-11-23 03:30 IST (2026-11-22T22:00Z).
+        let t = 1_795_321_800;
+        assert_eq!(iso(t), "2026-11-22T04:30:00Z");
+        assert_eq!(iso(next_daily(t, 3, 30, ist)), "2026-11-22T22:00:00Z");
+        // 01:00 IST (19:30Z the day before) -> 03:30 IST the same day.
+        let early = t - 9 * 3600;
+        assert_eq!(iso(early), "2026-11-21T19:30:00Z");
+        assert_eq!(iso(next_daily(early, 3, 30, ist)), "2026-11-21T22:00:00Z");
+        // Exactly at the cut-off -> the next day's.
+        let at = next_daily(t, 3, 30, ist);
+        assert_eq!(next_daily(at, 3, 30, ist), at + 86_400);
+    }
+}
