@@ -105,8 +105,30 @@ pub enum Format {
     Env,
 }
 
-/// Runs the parsed command line.
+/// Events with this target go to the log file only (stderr already shows them once).
+const LOG_FILE_ONLY: &str = "tokenhost::logfile";
+
+/// Runs the parsed command line; the error is logged to the log file, for the caller to print.
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
+    let name = cli.command.name();
+    run_inner(cli).inspect_err(|e| tracing::error!(target: LOG_FILE_ONLY, "`{name}` failed: {e}"))
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Run { .. } => "run",
+            Command::Status { .. } => "status",
+            Command::Check { .. } => "check",
+            Command::Get { .. } => "get",
+            Command::Logout { .. } => "logout",
+            Command::Inspect { .. } => "inspect",
+            Command::Demo => "demo",
+        }
+    }
+}
+
+fn run_inner(cli: Cli) -> Result<ExitCode, Error> {
     let state_path = cli.state_dir.clone().unwrap_or_else(StateDir::default_path);
     if let Command::Demo = cli.command {
         init_logging(&cli, None);
@@ -152,7 +174,10 @@ fn init_logging(cli: &Cli, state: Option<&StateDir>) {
         .with_target(false)
         .without_time()
         .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(level);
+        .with_filter(level)
+        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+            m.target() != LOG_FILE_ONLY
+        }));
     let file = state.and_then(|s| {
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -214,9 +239,7 @@ async fn run_cmd(
     if !all {
         let target = Target::parse(target.as_deref().unwrap_or_default());
         let account = ctx.resolve(&target).await?;
-        let report = ctx.run(&account, force).await.inspect_err(|e| {
-            tracing::error!(account = %account.name, "refresh failed: {e}");
-        })?;
+        let report = ctx.run(&account, force).await?;
         out(&report_line(&report));
         return Ok(ExitCode::Ok);
     }
@@ -236,7 +259,7 @@ async fn run_cmd(
         match result {
             Ok(r) => out(&report_line(&r)),
             Err(e) => {
-                tracing::error!(account = %name, "refresh failed: {e}");
+                tracing::error!(target: LOG_FILE_ONLY, account = %name, "refresh failed: {e}");
                 out(&format!("{name}: failed ({}): {e}", e.kind()));
                 worst = worst.max(e.exit_code());
                 failed += 1;

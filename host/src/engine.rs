@@ -131,6 +131,14 @@ impl Host {
                 c
             }
         };
+        tracing::debug!(
+            "{origin}: {}",
+            if from_cache {
+                "loaded from the compile cache"
+            } else {
+                "compiled (not in the compile cache)"
+            }
+        );
         check_contract(&self.engine, &component, origin)?;
         Ok(Loaded {
             component,

@@ -102,10 +102,10 @@ impl StateDir {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };
-        if cfg!(windows) {
-            if let Some(p) = env("LOCALAPPDATA") {
-                return p.join("tokenhost");
-            }
+        if cfg!(windows)
+            && let Some(p) = env("LOCALAPPDATA")
+        {
+            return p.join("tokenhost");
         }
         if let Some(p) = env("XDG_STATE_HOME") {
             return p.join("tokenhost");

@@ -146,10 +146,11 @@ impl WasiHttpHooks for HttpPolicy {
         }
         let options = self.clamp(options);
         let cap = self.max_response_bytes;
-        let target = format!(
-            "{}",
-            request.uri().authority().map(|a| a.as_str()).unwrap_or("")
-        );
+        let target = request
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let account = self.account.clone();
         tracing::debug!(account = %account, "HTTP {} {}", request.method(), target);
         Box::new(async move {

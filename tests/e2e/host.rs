@@ -1,0 +1,466 @@
+//! The host, driven through the CLI against the example broker on 127.0.0.1.
+
+use crate::support::*;
+use tokenhost::sandbox::Fault;
+
+#[test]
+fn run_stores_a_private_token_and_a_fresh_one_is_not_reloaded() {
+    let w = World::new("run");
+    let out = w.run(&["run", FIXTURE]);
+    out.assert_code(0)
+        .assert_stdout_has("example: refreshed (no token stored)");
+    assert_eq!(w.broker.state().logins, 1);
+
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&w.state), 0o700, "state dir");
+        assert_eq!(mode(&w.account_dir("example")), 0o700, "account dir");
+        assert_eq!(mode(&w.token_file()), 0o600, "token file");
+    }
+    let stored = w.stored();
+    let token = stored["access_token"].as_str().unwrap().to_string();
+    assert_eq!(w.broker.state().live, vec![token.clone()]);
+    let exp = tokenhost::policy::jwt_exp(&token).unwrap();
+    assert_eq!(stored["expires_at"], exp);
+    // The SDK read `exp` from the JWT for the provider.
+    assert_eq!(stored["expiry_source"], "provider");
+    assert_eq!(stored["user_id"], "DEMO01");
+
+    let status = w.run(&["status", "--json"]);
+    status.assert_code(0);
+    let rows: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(rows[0]["account"], "example");
+    assert_eq!(rows[0]["state"], "fresh");
+    assert_eq!(rows[0]["expires_at"], exp);
+    assert_eq!(rows[0]["last_outcome"], "refreshed");
+
+    let get = w.run(&["get", "example", "--format", "raw"]);
+    get.assert_code(0);
+    assert_eq!(
+        get.stdout, token,
+        "get --format raw prints exactly the token"
+    );
+
+    // Fresh: exit 0 at once, no request, no component.
+    let again = w.run(&["-vv", "run", FIXTURE]);
+    again.assert_code(0).assert_stdout_has("example: fresh");
+    assert!(
+        !again.stderr.contains("instantiating"),
+        "the component was loaded:\n{}",
+        again.stderr
+    );
+    assert!(
+        !again.stderr.contains("compile cache"),
+        "the component was read:\n{}",
+        again.stderr
+    );
+    assert_eq!(w.broker.state().logins, 1);
+
+    // By account name the component file is not even opened: a broken one does not matter.
+    let broken = w.write("broken.wasm", "not wasm at all");
+    w.write(
+        "tokenhost.toml",
+        &format!(
+            "[accounts.example]\nprovider = {:?}\n",
+            broken.display().to_string()
+        ),
+    );
+    w.run(&["run", "example"])
+        .assert_code(0)
+        .assert_stdout_has("example: fresh");
+    assert_eq!(w.stored()["access_token"], token.as_str());
+    w.assert_no_secret_leaked();
+}
+
+#[test]
+fn the_compile_cache_spares_the_second_process_a_compile() {
+    let w = World::new("cache");
+    w.run(&["-vv", "run", FIXTURE])
+        .assert_code(0)
+        .assert_stderr_has("compiled (not in the compile cache)");
+    let cached: Vec<_> = files_under(&w.state.join("cache"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(cached.len(), 1, "one compiled artifact");
+    w.run(&["-vv", "run", "--force", FIXTURE])
+        .assert_code(0)
+        .assert_stderr_has("loaded from the compile cache");
+}
+
+#[test]
+fn hostile_components_are_stopped_with_the_limit_named_and_the_token_kept() {
+    let mut w = World::new("hostile");
+    w.write(
+        "tokenhost.toml",
+        "[limits]\nmemory_mib = 16\ntimeout_secs = 2\n",
+    );
+    w.run(&["run", FIXTURE]).assert_code(0);
+    let good = std::fs::read(w.token_file()).unwrap();
+
+    let cases = [
+        (
+            "spin",
+            "exceeded the time limit of 2 s (limits.timeout_secs)",
+        ),
+        (
+            "membomb",
+            "exceeded the memory limit of 16 MiB (limits.memory_mib)",
+        ),
+        ("deny", "https://exfil.invalid is not in the allowlist"),
+        (
+            "undeclared",
+            "provider read setting `not-declared`, which it did not declare",
+        ),
+        ("panic", "provider crashed during refresh"),
+    ];
+    for (mode, message) in cases {
+        w.set_env("EXAMPLE_MODE", Some(mode));
+        let out = w.run(&["run", "--force", FIXTURE]);
+        out.assert_code(6).assert_stderr_has(message);
+        assert_eq!(
+            std::fs::read(w.token_file()).unwrap(),
+            good,
+            "{mode}: the last good token was touched"
+        );
+        let status: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(w.account_dir("example").join("status.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(status["last_outcome"], "fault", "{mode}");
+    }
+    // The denial says which config line would allow the host.
+    w.set_env("EXAMPLE_MODE", Some("deny"));
+    w.run(&["run", "--force", FIXTURE])
+        .assert_code(6)
+        .assert_stderr_has(&format!(
+            "to allow it: [accounts.example] allow_hosts = [\"{}\", \"exfil.invalid\"]",
+            w.server.addr()
+        ));
+    // The host survives and the good token still refreshes.
+    w.set_env("EXAMPLE_MODE", None);
+    w.run(&["run", "--force", FIXTURE])
+        .assert_code(0)
+        .assert_stdout_has("refreshed (forced)");
+    w.assert_no_secret_leaked();
+}
+
+#[test]
+fn each_provider_error_has_its_exit_code_and_keeps_the_token() {
+    let mut w = World::new("errors");
+    w.run(&["run", FIXTURE]).assert_code(0);
+    let good = std::fs::read(w.token_file()).unwrap();
+    let cases = [
+        (
+            "error-config",
+            2,
+            "setting `api-key` of account `example`: the broker does not know this key",
+        ),
+        (
+            "error-rejected",
+            3,
+            "rejected by the broker: invalid credentials",
+        ),
+        ("error-transient", 4, "try again later: broker busy"),
+        (
+            "error-protocol",
+            4,
+            "could not be understood: answer was not JSON",
+        ),
+        (
+            "error-interaction",
+            5,
+            "approve the login on your phone: https://example.invalid/approve",
+        ),
+        (
+            "error-unsupported",
+            2,
+            "this provider does not support refresh",
+        ),
+    ];
+    for (mode, code, message) in cases {
+        w.set_env("EXAMPLE_MODE", Some(mode));
+        w.run(&["run", "--force", FIXTURE])
+            .assert_code(code)
+            .assert_stderr_has(message);
+        assert_eq!(std::fs::read(w.token_file()).unwrap(), good, "{mode}");
+    }
+    w.assert_no_secret_leaked();
+}
+
+#[test]
+fn broker_faults_are_transient_and_keep_the_token() {
+    let w = World::new("faults");
+    w.write("tokenhost.toml", "[limits]\nread_timeout_secs = 1\n");
+    w.run(&["run", FIXTURE]).assert_code(0);
+    let good = std::fs::read(w.token_file()).unwrap();
+    let cases = [
+        (Fault::Unavailable, "broker answered HTTP 503"),
+        (Fault::Garbage, "not the expected JSON"),
+        (Fault::HangUp, "try again later"),
+        (Fault::Slow(3), "did not answer in time"),
+        (
+            Fault::Huge,
+            "HTTP response body size exceeds limit: 1048576 bytes",
+        ),
+    ];
+    for (fault, message) in cases {
+        w.broker.state().faults = vec![fault];
+        w.run(&["run", "--force", FIXTURE])
+            .assert_code(4)
+            .assert_stderr_has(message);
+        assert_eq!(std::fs::read(w.token_file()).unwrap(), good, "{fault:?}");
+    }
+    w.assert_no_secret_leaked();
+}
+
+#[test]
+fn a_wrong_secret_is_rejected_and_never_printed() {
+    let mut w = World::new("badsecret");
+    let wrong = format!("WrOnG-{}", tokenhost::sandbox::nonce());
+    w.set_env("EXAMPLE_API_SECRET", Some(&wrong));
+    let out = w.run(&["-vv", "run", FIXTURE]);
+    out.assert_code(3).assert_stderr_has("invalid credentials");
+    assert!(!out.stderr.contains(&wrong) && !out.stdout.contains(&wrong));
+    let log = std::fs::read_to_string(w.state.join("tokenhost.log")).unwrap();
+    assert!(!log.contains(&wrong));
+    assert!(!w.token_file().exists());
+    w.assert_no_secret_leaked();
+}
+
+#[test]
+fn a_missing_setting_names_the_setting_and_where_to_put_it() {
+    let mut w = World::new("missing");
+    w.set_env("EXAMPLE_API_SECRET", None);
+    w.run(&["run", FIXTURE]).assert_code(2).assert_stderr_has(
+        "missing setting `api-secret` for account `example`: set EXAMPLE_API_SECRET in the environment or in ./.env, \
+         or add `api-secret = \"...\"` under [accounts.example.settings] in tokenhost.toml",
+    );
+    assert_eq!(w.broker.state().logins, 0);
+    // The same value from ./.env works, as the old scripts read it.
+    w.write(
+        ".env",
+        &format!("# old script settings\nEXAMPLE_API_SECRET={}\n", w.secret),
+    );
+    w.run(&["run", FIXTURE]).assert_code(0);
+    w.assert_no_secret_leaked();
+}
+
+#[test]
+fn settings_come_from_the_config_file_before_the_environment() {
+    let mut w = World::new("toml");
+    w.set_env("EXAMPLE_API_SECRET", Some("not-this-one"));
+    w.write(
+        "tokenhost.toml",
+        &format!("[accounts.example]\nprovider = {FIXTURE:?}\n[accounts.example.settings]\napi-secret = {:?}\n", w.secret),
+    );
+    w.run(&["run", "example"])
+        .assert_code(0)
+        .assert_stdout_has("example: refreshed");
+    w.assert_no_secret_leaked();
+}
+
+#[test]
+fn invalid_components_are_refused_with_what_is_wrong() {
+    let w = World::new("invalid");
+    let garbage = w.write("garbage.wasm", "this is not wasm");
+    w.run(&["run", garbage.to_str().unwrap()])
+        .assert_code(6)
+        .assert_stderr_has("is not a WebAssembly component");
+    let core = w.dir.join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    w.run(&["run", core.to_str().unwrap()])
+        .assert_code(6)
+        .assert_stderr_has("is not a WebAssembly component");
+    // An empty component exports nothing.
+    let empty = w.dir.join("empty.wasm");
+    std::fs::write(&empty, b"\0asm\x0d\0\x01\0").unwrap();
+    w.run(&["inspect", empty.to_str().unwrap()])
+        .assert_code(6)
+        .assert_stderr_has("is not a token provider: it does not export tokenhost:provider/provider@0.1.0 (it exports: nothing)");
+    // A component that imports files is outside the contract.
+    w.run(&["run", FIXTURE_FS])
+        .assert_code(6)
+        .assert_stderr_has("imports `wasi:filesystem/");
+    // Missing file: a usage error.
+    w.run(&["run", "nowhere.wasm"])
+        .assert_code(2)
+        .assert_stderr_has("cannot read provider nowhere.wasm");
+}
+
+#[test]
+fn key_value_data_persists_across_runs_and_guest_output_is_logged_with_the_account() {
+    let mut w = World::new("kv");
+    w.run(&["run", FIXTURE]).assert_code(0);
+    w.set_env("EXAMPLE_MODE", Some("noisy"));
+    w.run(&["run", "--force", FIXTURE]).assert_code(0);
+    let get = w.run(&["get", "example", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&get.stdout).unwrap();
+    assert_eq!(
+        v["extras"]["refreshes"], "2",
+        "the count kept in wasi:keyvalue survived between processes"
+    );
+    assert!(v["extras"]["feed-token"].is_string());
+    let log = std::fs::read_to_string(w.state.join("tokenhost.log")).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("account=example")
+            && l.contains("provider stderr: fixture: refreshing now")),
+        "{log}"
+    );
+    // The secret extra is not in `status`.
+    let status = w.run(&["status", "--json"]);
+    assert!(
+        !status
+            .stdout
+            .contains(v["extras"]["feed-token"].as_str().unwrap())
+    );
+    let env = w.run(&["get", "example", "--format", "env"]);
+    assert!(
+        env.stdout.starts_with(&format!(
+            "EXAMPLE_ACCESS_TOKEN={}\n",
+            v["access_token"].as_str().unwrap()
+        )),
+        "{}",
+        env.stdout
+    );
+    w.assert_no_secret_leaked();
+}
+
+#[test]
+fn twenty_concurrent_forced_runs_refresh_one_at_a_time() {
+    let w = World::new("concurrent");
+    w.run(&["run", FIXTURE]).assert_code(0);
+    w.broker.state().login_delay = std::time::Duration::from_millis(30);
+    w.broker.state().max_in_flight = 0;
+    let before = w.broker.state().logins;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, file) = (stop.clone(), w.token_file());
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let bytes = std::fs::read(&file).expect("the token file never disappears");
+                assert!(!bytes.is_empty(), "the token file was empty");
+                let v: serde_json::Value =
+                    serde_json::from_slice(&bytes).expect("the token file is always valid JSON");
+                assert!(v["access_token"].is_string());
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let children: Vec<_> = (0..20)
+        .map(|_| {
+            w.command(&["run", "--force", FIXTURE])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let reads = watcher.join().unwrap();
+    assert!(reads > 0);
+
+    let mut refreshed = 0;
+    for o in &outs {
+        w.record(&["run"], o);
+        let out = Out::from(o.clone());
+        out.assert_code(0);
+        if out.stdout.contains("refreshed (forced)") {
+            refreshed += 1;
+        } else {
+            out.assert_stdout_has("refreshed by a concurrent run");
+        }
+    }
+    let s = w.broker.state();
+    assert_eq!(s.max_in_flight, 1, "two refreshes overlapped");
+    assert_eq!(
+        s.logins - before,
+        refreshed,
+        "every login the broker saw is a refresh a run reported"
+    );
+    assert!(refreshed >= 1);
+    let stored = w.stored();
+    assert_eq!(
+        s.live.last().map(String::as_str),
+        stored["access_token"].as_str(),
+        "the last login's token is stored"
+    );
+    drop(s);
+    w.assert_no_secret_leaked();
+}
+
+#[test]
+fn inspect_describes_the_provider() {
+    let w = World::new("inspect");
+    let out = w.run(&["inspect", FIXTURE]);
+    out.assert_code(0)
+        .assert_stdout_has("provider     example 0.1.0")
+        .assert_stdout_has("api-secret")
+        .assert_stdout_has("EXAMPLE_API_SECRET")
+        .assert_stdout_has("required, secret")
+        .assert_stdout_has(
+            "wasmtime run -S http -S config -S keyvalue -S config-var=api-root=<api-root>",
+        );
+    let sha = tokenhost::engine::sha256_hex(&std::fs::read(FIXTURE).unwrap());
+    out.assert_stdout_has(&sha);
+    let json: serde_json::Value =
+        serde_json::from_str(&w.run(&["inspect", "--json", FIXTURE]).stdout).unwrap();
+    assert_eq!(json["name"], "example");
+    assert_eq!(json["api_version"], "0.1.0");
+}
+
+#[test]
+fn check_and_logout_talk_to_the_broker() {
+    let w = World::new("check");
+    w.run(&["check", FIXTURE])
+        .assert_code(2)
+        .assert_stderr_has("no token stored for account `example`");
+    w.run(&["run", FIXTURE]).assert_code(0);
+    w.run(&["check", "example-not-here"]).assert_code(2);
+    w.run(&["check", FIXTURE])
+        .assert_code(0)
+        .assert_stdout_has("example: valid");
+    // The broker forgets the session: check says invalid (exit 3).
+    w.broker.state().live.clear();
+    w.run(&["check", FIXTURE])
+        .assert_code(3)
+        .assert_stdout_has("example: invalid");
+    w.run(&["run", "--force", FIXTURE]).assert_code(0);
+    w.run(&["logout", FIXTURE])
+        .assert_code(0)
+        .assert_stdout_has("logged out");
+    assert!(w.broker.state().live.is_empty());
+    assert!(!w.token_file().exists());
+    w.run(&["get", "example"])
+        .assert_code(2)
+        .assert_stderr_has("no token stored");
+    w.assert_no_secret_leaked();
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let w = World::new("help");
+    let out = w.run(&["run", "--help"]);
+    out.assert_code(0)
+        .assert_stdout_has("4  transient failure")
+        .assert_stdout_has("6  provider component fault");
+}
+
+#[test]
+fn demo_runs_from_a_fresh_state_and_names_each_step() {
+    let w = World::new("demo");
+    let out = w.run(&["demo"]);
+    out.assert_code(0)
+        .assert_stdout_has("sandbox broker listening on http://127.0.0.1:")
+        .assert_stdout_has("demo: refreshed (no token stored)")
+        .assert_stdout_has("component not loaded: demo: fresh")
+        .assert_stdout_has("old token kept")
+        .assert_stdout_has("ACCOUNT");
+}
