@@ -1,0 +1,115 @@
+//! `cargo bench`: the CLI as cron runs it, against the example broker on 127.0.0.1.
+//! Prints wall times (median, p95) and the peak RSS of one process per scenario, and the
+//! sizes of the built components. Figures, not pass/fail: nothing here asserts a time.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokenhost::sandbox::ExampleBroker;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tokenhost");
+const FIXTURE: &str = env!("TOKENHOST_COMPONENT_FIXTURE");
+
+struct Sample {
+    wall: Duration,
+    max_rss_kib: i64,
+}
+
+/// Runs the CLI once and reports its wall time and peak RSS (from wait4).
+fn run_once(state: &Path, env: &[(String, String)], args: &[&str]) -> Sample {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("TOKENHOST_STATE_DIR", state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let start = Instant::now();
+    let child = cmd.spawn().expect("spawn tokenhost");
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; `usage` and `status` are valid out-pointers.
+    let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    assert!(
+        r > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "tokenhost {args:?} failed"
+    );
+    Sample {
+        wall,
+        max_rss_kib: usage.ru_maxrss,
+    }
+}
+
+fn report(name: &str, samples: &mut [Sample]) {
+    samples.sort_by_key(|s| s.wall);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let median = ms(samples[samples.len() / 2].wall);
+    let p95 = ms(samples[(samples.len() * 95 / 100).min(samples.len() - 1)].wall);
+    let rss = samples.iter().map(|s| s.max_rss_kib).max().unwrap_or(0);
+    println!(
+        "{name:<44} n={:<4} median {median:>7.2} ms   p95 {p95:>7.2} ms   peak RSS {:>5.1} MiB",
+        samples.len(),
+        rss as f64 / 1024.0
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("tokenhost-bench-{}", std::process::id()));
+    let state = dir.join("state");
+    let broker = ExampleBroker::new("bench-key", "bench-secret", 8 * 3600);
+    let server = broker.serve().expect("broker");
+    let env = vec![
+        ("EXAMPLE_API_ROOT".to_string(), server.url()),
+        ("EXAMPLE_API_KEY".to_string(), "bench-key".to_string()),
+        ("EXAMPLE_API_SECRET".to_string(), "bench-secret".to_string()),
+    ];
+
+    let mut cold: Vec<Sample> = (0..5)
+        .map(|_| {
+            let _ = std::fs::remove_dir_all(&dir);
+            run_once(&state, &env, &["run", FIXTURE])
+        })
+        .collect();
+    report("run, first ever (cold compile cache)", &mut cold);
+
+    let mut warm: Vec<Sample> = (0..50)
+        .map(|_| run_once(&state, &env, &["run", "--force", FIXTURE]))
+        .collect();
+    report("run --force, refresh (warm compile cache)", &mut warm);
+
+    let mut fresh: Vec<Sample> = (0..200)
+        .map(|_| run_once(&state, &env, &["run", FIXTURE]))
+        .collect();
+    report("run, token fresh (by provider file)", &mut fresh);
+
+    std::fs::write(
+        dir.join("tokenhost.toml"),
+        format!("[accounts.example]\nprovider = {FIXTURE:?}\n"),
+    )
+    .unwrap();
+    let cfg = dir.join("tokenhost.toml");
+    let cfg = cfg.to_str().unwrap();
+    let mut by_name: Vec<Sample> = (0..200)
+        .map(|_| run_once(&state, &env, &["--config", cfg, "run", "example"]))
+        .collect();
+    report("run, token fresh (by account name)", &mut by_name);
+
+    let out = Path::new(FIXTURE).parent().unwrap();
+    for entry in std::fs::read_dir(out).unwrap().flatten() {
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "wasm") {
+            println!(
+                "component {:<32} {:>7.1} KiB",
+                p.file_name().unwrap().to_string_lossy(),
+                entry.metadata().unwrap().len() as f64 / 1024.0
+            );
+        }
+    }
+    println!("broker saw {} logins", broker.state().logins);
+    let _ = std::fs::remove_dir_all(&dir);
+}
