@@ -26,20 +26,16 @@ fn run_once(state: &Path, env: &[(String, String)], args: &[&str]) -> Sample {
         cmd.env(k, v);
     }
     let start = Instant::now();
+    // Reaped by wait4 below, which also gives the peak RSS that Child::wait would not.
+    #[allow(clippy::zombie_processes)]
     let child = cmd.spawn().expect("spawn tokenhost");
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for our own child; `usage` and `status` are valid out-pointers.
     let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
     let wall = start.elapsed();
-    assert!(
-        r > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "tokenhost {args:?} failed"
-    );
-    Sample {
-        wall,
-        max_rss_kib: usage.ru_maxrss,
-    }
+    assert!(r > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "tokenhost {args:?} failed");
+    Sample { wall, max_rss_kib: usage.ru_maxrss }
 }
 
 fn report(name: &str, samples: &mut [Sample]) {
@@ -77,26 +73,19 @@ fn main() {
         .collect();
     report("run, first ever (cold compile cache)", &mut cold);
 
-    let mut warm: Vec<Sample> = (0..50)
-        .map(|_| run_once(&state, &env, &["run", "--force", FIXTURE]))
-        .collect();
+    let mut warm: Vec<Sample> =
+        (0..50).map(|_| run_once(&state, &env, &["run", "--force", FIXTURE])).collect();
     report("run --force, refresh (warm compile cache)", &mut warm);
 
-    let mut fresh: Vec<Sample> = (0..200)
-        .map(|_| run_once(&state, &env, &["run", FIXTURE]))
-        .collect();
+    let mut fresh: Vec<Sample> = (0..200).map(|_| run_once(&state, &env, &["run", FIXTURE])).collect();
     report("run, token fresh (by provider file)", &mut fresh);
 
-    std::fs::write(
-        dir.join("tokenhost.toml"),
-        format!("[accounts.example]\nprovider = {FIXTURE:?}\n"),
-    )
-    .unwrap();
+    std::fs::write(dir.join("tokenhost.toml"), format!("[accounts.example]\nprovider = {FIXTURE:?}\n"))
+        .unwrap();
     let cfg = dir.join("tokenhost.toml");
     let cfg = cfg.to_str().unwrap();
-    let mut by_name: Vec<Sample> = (0..200)
-        .map(|_| run_once(&state, &env, &["--config", cfg, "run", "example"]))
-        .collect();
+    let mut by_name: Vec<Sample> =
+        (0..200).map(|_| run_once(&state, &env, &["--config", cfg, "run", "example"])).collect();
     report("run, token fresh (by account name)", &mut by_name);
 
     let out = Path::new(FIXTURE).parent().unwrap();

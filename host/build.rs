@@ -11,10 +11,7 @@ const TARGET: &str = "wasm32-wasip2";
 fn main() {
     let manifest_dir =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir
-        .parent()
-        .expect("host/ sits in the workspace")
-        .to_path_buf();
+    let root = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
     let components = root.join("components");
     watch(&root.join("wit"));
     watch(&components.join("Cargo.toml"));
@@ -25,9 +22,8 @@ fn main() {
 
     ensure_target();
 
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
     let wasm_dir = target_dir.join("wasm");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -46,30 +42,19 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("could not run cargo to build the components: {e}"));
+    let status = cmd.status().unwrap_or_else(|e| panic!("could not run cargo to build the components: {e}"));
     if !status.success() {
-        panic!(
-            "building the provider components in {} failed (see the errors above)",
-            components.display()
-        );
+        panic!("building the provider components in {} failed (see the errors above)", components.display());
     }
     let out = wasm_dir.join(TARGET).join("release");
     for m in &members {
         let file = out.join(format!("{}.wasm", m.replace('-', "_")));
         if file.is_file() {
-            let var = format!(
-                "TOKENHOST_COMPONENT_{}",
-                m.to_ascii_uppercase().replace('-', "_")
-            );
+            let var = format!("TOKENHOST_COMPONENT_{}", m.to_ascii_uppercase().replace('-', "_"));
             println!("cargo:rustc-env={var}={}", file.display());
         }
     }
-    println!(
-        "cargo:rustc-env=TOKENHOST_EXAMPLE_WASM={}",
-        out.join("fixture.wasm").display()
-    );
+    println!("cargo:rustc-env=TOKENHOST_EXAMPLE_WASM={}", out.join("fixture.wasm").display());
     println!("cargo:rustc-env=TOKENHOST_COMPONENTS_DIR={}", out.display());
 }
 
@@ -99,20 +84,12 @@ fn ensure_target() {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    if libdir
-        .as_ref()
-        .is_some_and(|d| d.join("libstd").exists() || has_std(d))
-    {
+    if libdir.as_ref().is_some_and(|d| d.join("libstd").exists() || has_std(d)) {
         return;
     }
-    println!(
-        "cargo:warning=the {TARGET} target is missing; adding it with `rustup target add {TARGET}`"
-    );
-    let added = Command::new("rustup")
-        .args(["target", "add", TARGET])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+    println!("cargo:warning=the {TARGET} target is missing; adding it with `rustup target add {TARGET}`");
+    let added =
+        Command::new("rustup").args(["target", "add", TARGET]).status().map(|s| s.success()).unwrap_or(false);
     if !added {
         panic!(
             "the {TARGET} target is not installed and rustup could not add it: run `rustup target add {TARGET}` and build again"

@@ -6,10 +6,12 @@ use crate::policy::{self, Cutoff, Reason};
 use crate::provider::{self, HostState, Provider, Token};
 use crate::secret::Secret;
 use crate::settings::{Account, Config};
+use crate::sinks::Sink;
 use crate::store::{AccountDir, StateDir, StoredExtra, StoredToken};
 use crate::{Error, time};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use wasmtime::component::Linker;
 
 /// Everything commands share. The engine is created only when a component must run, so a
@@ -19,7 +21,11 @@ pub struct Context {
     pub state: StateDir,
     /// The configuration.
     pub config: Config,
+    /// Sinks given on the command line, written for every account refreshed.
+    pub extra_sinks: Vec<Sink>,
     runtime: OnceLock<(Host, Linker<HostState>)>,
+    /// Components already loaded, by path: `run --all` loads each file once.
+    loaded: Mutex<HashMap<PathBuf, Arc<Loaded>>>,
 }
 
 /// What `run` did for one account.
@@ -69,11 +75,7 @@ impl Target {
 impl Context {
     /// A context over `state` and `config`.
     pub fn new(state: StateDir, config: Config) -> Context {
-        Context {
-            state,
-            config,
-            runtime: OnceLock::new(),
-        }
+        Context { state, config, extra_sinks: Vec::new(), runtime: OnceLock::new(), loaded: Mutex::default() }
     }
 
     /// The engine and linker, created on first use.
@@ -92,9 +94,8 @@ impl Context {
         match target {
             Target::Account(name) => self.config.account(name),
             Target::File(path) => {
-                let bytes = std::fs::read(path).map_err(|e| {
-                    Error::Config(format!("cannot read provider {}: {e}", path.display()))
-                })?;
+                let bytes = std::fs::read(path)
+                    .map_err(|e| Error::Config(format!("cannot read provider {}: {e}", path.display())))?;
                 let sha = crate::engine::sha256_hex(&bytes);
                 if let Some(info) = crate::engine::cached_info(&self.state.cache_dir(), &sha) {
                     return Ok(self.config.account_for_provider(&info.name, path));
@@ -127,20 +128,26 @@ impl Context {
         Ok(info)
     }
 
+    /// The component at `path`, loaded once per process.
+    fn load(&self, path: &Path) -> Result<Arc<Loaded>, Error> {
+        if let Some(l) = self.loaded.lock().map_err(|_| poisoned())?.get(path) {
+            return Ok(l.clone());
+        }
+        let (host, _) = self.runtime()?;
+        let loaded = Arc::new(host.load(path)?);
+        self.loaded.lock().map_err(|_| poisoned())?.insert(path.to_path_buf(), loaded.clone());
+        Ok(loaded)
+    }
+
     /// Starts the account's provider with its settings and grants.
     pub async fn start(&self, account: &Account) -> Result<Provider, Error> {
         let (host, linker) = self.runtime()?;
-        let loaded = host.load(&account.provider_path)?;
+        let loaded = self.load(&account.provider_path)?;
         let grants = self.config.grants(account, &self.state)?;
-        let provider = Provider::start(host, linker, &loaded, &grants, |info| {
-            self.config.resolve(account, info)
-        })
-        .await?;
-        crate::engine::save_info(
-            &self.state.cache_dir(),
-            &loaded.sha256,
-            &cached(provider.info()),
-        );
+        let provider =
+            Provider::start(host, linker, &loaded, &grants, |info| self.config.resolve(account, info))
+                .await?;
+        crate::engine::save_info(&self.state.cache_dir(), &loaded.sha256, &cached(provider.info()));
         Ok(provider)
     }
 
@@ -150,12 +157,21 @@ impl Context {
         let dir = self.state.account(&account.name)?;
         let ahead = account.config.refresh_ahead_secs;
         let token = dir.load_token()?;
+        let known_invalid =
+            token.as_ref().is_some_and(|t| dir.load_status().invalid_token_of == Some(t.refreshed_at));
         let reason = if force {
             Some(Reason::Forced)
+        } else if known_invalid {
+            Some(Reason::Invalid)
         } else {
             policy::due(token.as_ref(), ahead, started)
         };
         let Some(reason) = reason else {
+            if let Some(t) = &token {
+                // A sink added since the last refresh gets the token without waiting for the next.
+                let missing: Vec<Sink> = self.sinks(account).filter(|s| !s.path().exists()).collect();
+                self.write_sinks(account, t, &missing)?;
+            }
             return Ok(Report {
                 account: account.name.clone(),
                 outcome: Outcome::Fresh,
@@ -169,7 +185,7 @@ impl Context {
         // satisfied by any token stored since it started, a normal one by a fresh token.
         let before = token.as_ref().map(|t| t.access_token.clone());
         let token = dir.load_token()?;
-        let done_elsewhere = if force {
+        let done_elsewhere = if force || known_invalid {
             token.as_ref().map(|t| t.access_token.clone()) != before
         } else {
             policy::due(token.as_ref(), ahead, time::now()).is_none()
@@ -190,6 +206,8 @@ impl Context {
         }
         dir.save_status(&status)?;
         let stored = result?;
+        let sinks: Vec<Sink> = self.sinks(account).collect();
+        self.write_sinks(account, &stored, &sinks)?;
         Ok(Report {
             account: account.name.clone(),
             outcome: Outcome::Refreshed(reason),
@@ -216,13 +234,8 @@ impl Context {
             utc_offset_minutes: c.utc_offset_minutes,
         });
         let now = time::now();
-        let (expires_at, source) = policy::resolve_expiry(
-            fresh.expires_at,
-            &fresh.access_token,
-            fresh.issued_at,
-            cutoff,
-            now,
-        );
+        let (expires_at, source) =
+            policy::resolve_expiry(fresh.expires_at, &fresh.access_token, fresh.issued_at, cutoff, now);
         if expires_at <= now {
             return Err(Error::Transient(format!(
                 "provider `{}` returned a token that expired at {}; the stored one is kept",
@@ -241,21 +254,27 @@ impl Context {
             extras: fresh
                 .extras
                 .into_iter()
-                .map(|e| StoredExtra {
-                    name: e.name,
-                    value: Secret::new(e.value),
-                    secret: e.secret,
-                })
+                .map(|e| StoredExtra { name: e.name, value: Secret::new(e.value), secret: e.secret })
                 .collect(),
             refreshed_at: now,
-            refresh_ahead_secs: account
-                .config
-                .refresh_ahead_secs
-                .unwrap_or(info.refresh_ahead_secs),
+            refresh_ahead_secs: account.config.refresh_ahead_secs.unwrap_or(info.refresh_ahead_secs),
         };
         dir.save_token(&stored)?;
         tracing::info!(account = %account.name, "stored a new token, expires {} ({source})", time::iso(expires_at));
         Ok(stored)
+    }
+
+    fn sinks<'a>(&'a self, account: &'a Account) -> impl Iterator<Item = Sink> + 'a {
+        account.config.sinks.iter().chain(&self.extra_sinks).cloned()
+    }
+
+    fn write_sinks(&self, account: &Account, token: &StoredToken, sinks: &[Sink]) -> Result<(), Error> {
+        let prefix = crate::settings::env_prefix(account, &token.provider);
+        for sink in sinks {
+            sink.write(token, &prefix).map_err(|e| Error::Config(format!("the token is stored, but {e}")))?;
+            tracing::info!(account = %account.name, "token copied to {}", sink.path().display());
+        }
+        Ok(())
     }
 
     /// Asks the broker whether the stored token works.
@@ -264,8 +283,14 @@ impl Context {
         let token = dir.load_token()?.ok_or_else(|| no_token(&account.name))?;
         let mut provider = self.start(account).await?;
         provider.add_secrets(token.secrets());
-        provider.validate(to_wit(&token)).await?;
-        Ok(token)
+        let verdict = provider.validate(to_wit(&token)).await;
+        if let Err(Error::Rejected(_)) = &verdict {
+            // Remembered so that the next `run` logs in again without asking the broker first.
+            let mut status = dir.load_status();
+            status.invalid_token_of = Some(token.refreshed_at);
+            dir.save_status(&status)?;
+        }
+        verdict.map(|()| token)
     }
 
     /// Revokes the stored token at the broker and forgets it. A broker that already
@@ -283,11 +308,13 @@ impl Context {
     }
 }
 
+fn poisoned() -> Error {
+    Error::Fault("an earlier task panicked while loading a component".into())
+}
+
 /// The message for an account with nothing stored.
 pub fn no_token(account: &str) -> Error {
-    Error::Config(format!(
-        "no token stored for account `{account}`: run `tokenhost run {account}` first"
-    ))
+    Error::Config(format!("no token stored for account `{account}`: run `tokenhost run {account}` first"))
 }
 
 fn expiry(token: &Option<StoredToken>) -> Option<i64> {

@@ -54,6 +54,13 @@ pub enum Command {
         /// Refresh even if the token looks fresh
         #[arg(long)]
         force: bool,
+        /// Also copy the token to KIND=PATH: json=FILE (the old XTS shape), dotenv=FILE[:VAR]
+        /// (rewrites one line), raw=FILE (the token alone). Repeatable
+        #[arg(long, value_name = "KIND=PATH", value_parser = crate::sinks::Sink::parse)]
+        sink: Vec<crate::sinks::Sink>,
+        /// With --all: how many accounts refresh at once
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: u16,
     },
     /// What is stored, when it expires, the last outcome
     Status {
@@ -137,14 +144,17 @@ fn run_inner(cli: Cli) -> Result<ExitCode, Error> {
     let state = StateDir::open(&state_path)?;
     init_logging(&cli, Some(&state));
     let config = Config::load(cli.config.as_deref())?;
-    let ctx = Context::new(state, config);
+    let mut ctx = Context::new(state, config);
+    if let Command::Run { sink, .. } = &cli.command {
+        ctx.extra_sinks = sink.clone();
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;
     rt.block_on(async {
         match cli.command {
-            Command::Run { target, all, force } => run_cmd(&ctx, target, all, force).await,
+            Command::Run { target, all, force, jobs, .. } => run_cmd(&ctx, target, all, force, jobs).await,
             Command::Status { account, json } => status_cmd(&ctx, account, json),
             Command::Check { account } => check_cmd(&ctx, &account).await,
             Command::Get { account, format } => get_cmd(&ctx, &account, format),
@@ -175,15 +185,9 @@ fn init_logging(cli: &Cli, state: Option<&StateDir>) {
         .without_time()
         .with_ansi(std::io::stderr().is_terminal())
         .with_filter(level)
-        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
-            m.target() != LOG_FILE_ONLY
-        }));
+        .with_filter(tracing_subscriber::filter::filter_fn(|m| m.target() != LOG_FILE_ONLY));
     let file = state.and_then(|s| {
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(s.log_path())
-            .ok()?;
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(s.log_path()).ok()?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -197,10 +201,7 @@ fn init_logging(cli: &Cli, state: Option<&StateDir>) {
                 .with_filter(LevelFilter::INFO),
         )
     });
-    let _ = tracing_subscriber::registry()
-        .with(stderr)
-        .with(file)
-        .try_init();
+    let _ = tracing_subscriber::registry().with(stderr).with(file).try_init();
 }
 
 /// Prints a result line; a closed stdout is not an error.
@@ -211,11 +212,7 @@ fn out(line: &str) {
 
 fn describe_expiry(expires_at: Option<i64>) -> String {
     match expires_at {
-        Some(e) => format!(
-            "expires {} ({})",
-            time::iso(e),
-            time::relative(e, time::now())
-        ),
+        Some(e) => format!("expires {} ({})", time::iso(e), time::relative(e, time::now())),
         None => "expiry unknown".into(),
     }
 }
@@ -235,6 +232,7 @@ async fn run_cmd(
     target: Option<String>,
     all: bool,
     force: bool,
+    jobs: u16,
 ) -> Result<ExitCode, Error> {
     if !all {
         let target = Target::parse(target.as_deref().unwrap_or_default());
@@ -245,32 +243,43 @@ async fn run_cmd(
     }
     let names = ctx.config.account_names();
     if names.is_empty() {
-        return Err(Error::Config(
-            "`--all` needs accounts in tokenhost.toml, and there are none".into(),
-        ));
+        return Err(Error::Config("`--all` needs accounts in tokenhost.toml, and there are none".into()));
     }
+    // Accounts run concurrently on this thread: while one waits on its broker, others
+    // compute. One failing account never stops the others.
+    use futures::stream::StreamExt;
+    let mut results: Vec<(String, Result<Report, Error>)> = futures::stream::iter(names.iter())
+        .map(|name| async move {
+            let result = match ctx.config.account(name) {
+                Ok(account) => ctx.run(&account, force).await,
+                Err(e) => Err(e),
+            };
+            (name.clone(), result)
+        })
+        .buffer_unordered(jobs as usize)
+        .collect()
+        .await;
+    results.sort_by(|a, b| a.0.cmp(&b.0));
     let mut worst = ExitCode::Ok;
-    let mut failed = 0;
-    for name in &names {
-        let result = match ctx.config.account(name) {
-            Ok(account) => ctx.run(&account, force).await,
-            Err(e) => Err(e),
-        };
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for (name, result) in &results {
         match result {
-            Ok(r) => out(&report_line(&r)),
+            Ok(r) => {
+                out(&report_line(r));
+                *counts
+                    .entry(if r.outcome == Outcome::Fresh { "fresh" } else { "refreshed" })
+                    .or_default() += 1;
+            }
             Err(e) => {
                 tracing::error!(target: LOG_FILE_ONLY, account = %name, "refresh failed: {e}");
                 out(&format!("{name}: failed ({}): {e}", e.kind()));
                 worst = worst.max(e.exit_code());
-                failed += 1;
+                *counts.entry(e.kind()).or_default() += 1;
             }
         }
     }
-    out(&format!(
-        "{} accounts, {} ok, {failed} failed",
-        names.len(),
-        names.len() - failed
-    ));
+    let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    out(&format!("{} accounts: {}", results.len(), summary.join(", ")));
     Ok(worst)
 }
 
@@ -308,12 +317,7 @@ fn status_row(ctx: &Context, name: &str) -> Result<StatusRow, Error> {
     let token: Option<StoredToken> = dir.load_token()?;
     let status = dir.load_status();
     let now = time::now();
-    let ahead = ctx
-        .config
-        .file
-        .accounts
-        .get(name)
-        .and_then(|a| a.refresh_ahead_secs);
+    let ahead = ctx.config.file.accounts.get(name).and_then(|a| a.refresh_ahead_secs);
     let state = match (&token, crate::policy::due(token.as_ref(), ahead, now)) {
         (None, _) => "missing",
         (Some(_), None) => "fresh",
@@ -322,10 +326,7 @@ fn status_row(ctx: &Context, name: &str) -> Result<StatusRow, Error> {
     };
     Ok(StatusRow {
         account: name.to_string(),
-        provider: token
-            .as_ref()
-            .map(|t| t.provider.clone())
-            .or(status.provider.clone()),
+        provider: token.as_ref().map(|t| t.provider.clone()).or(status.provider.clone()),
         state,
         expires_at: token.as_ref().and_then(|t| t.expires_at),
         expires_in_secs: token.as_ref().and_then(|t| t.remaining(now)),
@@ -371,11 +372,8 @@ fn status_cmd(ctx: &Context, account: Option<String>, json: bool) -> Result<Exit
 /// `status` as a table for people.
 pub fn status_table(rows: &[StatusRow]) -> String {
     let now = time::now();
-    let mut table = vec![
-        ["ACCOUNT", "PROVIDER", "STATE", "EXPIRES", "LAST OUTCOME"]
-            .map(String::from)
-            .to_vec(),
-    ];
+    let mut table =
+        vec![["ACCOUNT", "PROVIDER", "STATE", "EXPIRES", "LAST OUTCOME"].map(String::from).to_vec()];
     for r in rows {
         let expires = r
             .expires_at
@@ -393,9 +391,8 @@ pub fn status_table(rows: &[StatusRow]) -> String {
             last,
         ]);
     }
-    let widths: Vec<usize> = (0..5)
-        .map(|i| table.iter().map(|row| row[i].len()).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> =
+        (0..5).map(|i| table.iter().map(|row| row[i].len()).max().unwrap_or(0)).collect();
     table
         .iter()
         .map(|row| {
@@ -415,11 +412,7 @@ async fn check_cmd(ctx: &Context, account: &str) -> Result<ExitCode, Error> {
     let acct = ctx.resolve(&Target::parse(account)).await?;
     match ctx.check(&acct).await {
         Ok(t) => {
-            out(&format!(
-                "{}: valid, {}",
-                acct.name,
-                describe_expiry(t.expires_at)
-            ));
+            out(&format!("{}: valid, {}", acct.name, describe_expiry(t.expires_at)));
             Ok(ExitCode::Ok)
         }
         Err(Error::Rejected(m)) => {
@@ -432,9 +425,7 @@ async fn check_cmd(ctx: &Context, account: &str) -> Result<ExitCode, Error> {
 
 fn get_cmd(ctx: &Context, account: &str, format: Format) -> Result<ExitCode, Error> {
     let dir = ctx.state.account(account)?;
-    let token = dir
-        .load_token()?
-        .ok_or_else(|| crate::accounts::no_token(account))?;
+    let token = dir.load_token()?.ok_or_else(|| crate::accounts::no_token(account))?;
     let now = time::now();
     if token.expires_at.is_some_and(|e| e <= now) {
         return Err(Error::Config(format!(
@@ -445,19 +436,12 @@ fn get_cmd(ctx: &Context, account: &str, format: Format) -> Result<ExitCode, Err
     let mut o = std::io::stdout().lock();
     let text = match format {
         Format::Raw => {
-            let nl = if std::io::stdout().is_terminal() {
-                "\n"
-            } else {
-                ""
-            };
+            let nl = if std::io::stdout().is_terminal() { "\n" } else { "" };
             format!("{}{nl}", token.access_token.expose())
         }
         Format::Json => {
-            let extras: serde_json::Map<String, serde_json::Value> = token
-                .extras
-                .iter()
-                .map(|e| (e.name.clone(), e.value.expose().into()))
-                .collect();
+            let extras: serde_json::Map<String, serde_json::Value> =
+                token.extras.iter().map(|e| (e.name.clone(), e.value.expose().into())).collect();
             let v = serde_json::json!({
                 "account": token.account,
                 "provider": token.provider,
@@ -498,14 +482,7 @@ async fn inspect_cmd(ctx: &Context, path: &std::path::Path, json: bool) -> Resul
         limits: crate::provider::Limits::default(),
     };
     let p =
-        crate::provider::Provider::start(
-            host,
-            linker,
-            &loaded,
-            &grants,
-            |_| Ok(Default::default()),
-        )
-        .await?;
+        crate::provider::Provider::start(host, linker, &loaded, &grants, |_| Ok(Default::default())).await?;
     let info = p.info();
     let prefix = info.name.to_ascii_uppercase().replace(['-', '.'], "_");
     let mut cmd = String::from("wasmtime run -S http -S config -S keyvalue");
@@ -517,8 +494,10 @@ async fn inspect_cmd(ctx: &Context, path: &std::path::Path, json: bool) -> Resul
         let settings: Vec<_> = info
             .settings
             .iter()
-            .map(|s| serde_json::json!({"name": s.name, "secret": s.secret, "required": s.required,
-                "description": s.description, "env": crate::settings::env_var_name(&prefix, &s.name)}))
+            .map(|s| {
+                serde_json::json!({"name": s.name, "secret": s.secret, "required": s.required,
+                "description": s.description, "env": crate::settings::env_var_name(&prefix, &s.name)})
+            })
             .collect();
         let v = serde_json::json!({
             "world": "tokenhost:provider/token-provider",
@@ -534,20 +513,12 @@ async fn inspect_cmd(ctx: &Context, path: &std::path::Path, json: bool) -> Resul
     }
     let mut lines = vec![
         format!("provider     {} {}", info.name, info.version),
-        format!(
-            "exports      {} (api {})",
-            crate::engine::PROVIDER_EXPORT,
-            info.api_version
-        ),
+        format!("exports      {} (api {})", crate::engine::PROVIDER_EXPORT, info.api_version),
         format!("sha256       {}", loaded.sha256),
         format!("size         {} bytes", loaded.size),
         format!(
             "hosts        {}",
-            if info.hosts.is_empty() {
-                "(from settings)".into()
-            } else {
-                info.hosts.join(", ")
-            }
+            if info.hosts.is_empty() { "(from settings)".into() } else { info.hosts.join(", ") }
         ),
         format!(
             "cut-off      {}",
@@ -565,14 +536,11 @@ async fn inspect_cmd(ctx: &Context, path: &std::path::Path, json: bool) -> Resul
         "settings".to_string(),
     ];
     for s in &info.settings {
-        let flags = [
-            s.required.then_some("required"),
-            s.secret.then_some("secret"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(", ");
+        let flags = [s.required.then_some("required"), s.secret.then_some("secret")]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ");
         lines.push(format!(
             "  {:<22} {:<28} {} [{}]",
             s.name,

@@ -41,10 +41,7 @@ fn demo(dir: &std::path::Path) -> Result<ExitCode, Error> {
     std::fs::create_dir_all(dir).map_err(io("creating the demo folder"))?;
     let wasm = dir.join("example.wasm");
     std::fs::write(&wasm, EXAMPLE_PROVIDER).map_err(io("writing the example provider"))?;
-    let mut account = AccountConfig {
-        provider: Some(wasm.clone()),
-        ..Default::default()
-    };
+    let mut account = AccountConfig { provider: Some(wasm.clone()), ..Default::default() };
     account.settings.insert("api-root".into(), server.url());
     account.settings.insert("api-key".into(), "demo-key".into());
     account.settings.insert("api-secret".into(), secret);
@@ -61,32 +58,65 @@ fn demo(dir: &std::path::Path) -> Result<ExitCode, Error> {
         let acct = ctx.resolve(&Target::Account("demo".into())).await?;
         let t = Instant::now();
         let first = ctx.run(&acct, false).await?;
-        step(2, &format!("run (cold: compiles the component): {}  [{} ms]", report_line(&first), t.elapsed().as_millis()));
+        step(
+            2,
+            &format!(
+                "run (cold: compiles the component): {}  [{} ms]",
+                report_line(&first),
+                t.elapsed().as_millis()
+            ),
+        );
 
         let t = Instant::now();
         let again = ctx.run(&acct, false).await?;
-        step(3, &format!("run again, token still fresh, component not loaded: {}  [{} ms]", report_line(&again), t.elapsed().as_millis()));
+        step(
+            3,
+            &format!(
+                "run again, token still fresh, component not loaded: {}  [{} ms]",
+                report_line(&again),
+                t.elapsed().as_millis()
+            ),
+        );
 
-        let stored = ctx.state.account("demo")?.load_token()?.ok_or_else(|| crate::accounts::no_token("demo"))?;
+        let stored =
+            ctx.state.account("demo")?.load_token()?.ok_or_else(|| crate::accounts::no_token("demo"))?;
         let token = stored.access_token.expose();
-        step(4, &format!("get: a {}-character JWT for user {} (shown by `tokenhost get demo`)", token.len(), stored.user_id.as_deref().unwrap_or("?")));
+        step(
+            4,
+            &format!(
+                "get: a {}-character JWT for user {} (shown by `tokenhost get demo`)",
+                token.len(),
+                stored.user_id.as_deref().unwrap_or("?")
+            ),
+        );
 
         ctx.check(&acct).await?;
         step(5, "check: the broker accepts the token");
 
         broker.state().faults = vec![Fault::Unavailable];
         match ctx.run(&acct, true).await {
-            Err(e) => step(6, &format!("forced refresh while the broker answers 503: {} error (exit {}), old token kept", e.kind(), e.exit_code() as i32)),
+            Err(e) => step(
+                6,
+                &format!(
+                    "forced refresh while the broker answers 503: {} error (exit {}), old token kept",
+                    e.kind(),
+                    e.exit_code() as i32
+                ),
+            ),
             Ok(_) => return Err(Error::Fault("the injected broker failure was not reported".into())),
         }
-        let kept = ctx.state.account("demo")?.load_token()?.ok_or_else(|| crate::accounts::no_token("demo"))?;
+        let kept =
+            ctx.state.account("demo")?.load_token()?.ok_or_else(|| crate::accounts::no_token("demo"))?;
         if kept.access_token != stored.access_token {
             return Err(Error::Fault("the stored token changed after a failed refresh".into()));
         }
 
         let t = Instant::now();
         let healed = ctx.run(&acct, true).await?;
-        step(7, &format!("broker back: {}  [{} ms, warm cache]", report_line(&healed), t.elapsed().as_millis()));
+        step(
+            7,
+            &format!("broker back: {}  [{} ms, warm cache]", report_line(&healed), t.elapsed().as_millis()),
+        );
 
         step(8, "status:");
         println!("{}", status_table(&status_rows(&ctx, None)?));

@@ -76,8 +76,7 @@ impl Host {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
-        let engine =
-            Engine::new(&config).map_err(|e| Error::Fault(format!("starting wasmtime: {e}")))?;
+        let engine = Engine::new(&config).map_err(|e| Error::Fault(format!("starting wasmtime: {e}")))?;
         start_ticker(&engine);
         Ok(Host { engine, cache_dir })
     }
@@ -97,9 +96,7 @@ impl Host {
     /// As [`Host::load`], from bytes; `origin` names them in messages.
     pub fn load_bytes(&self, bytes: &[u8], origin: &str) -> Result<Loaded, Error> {
         let sha256 = sha256_hex(bytes);
-        let cached = self
-            .cache_dir
-            .join(format!("{sha256}-{}.cwasm", self.engine_key()));
+        let cached = self.cache_dir.join(format!("{sha256}-{}.cwasm", self.engine_key()));
         let mut from_cache = false;
         // SAFETY: the cache lives in the private state directory and its files are written
         // only by this function, from `Component::serialize`; its name binds the content hash
@@ -117,10 +114,7 @@ impl Host {
                     )));
                 }
                 let c = Component::new(&self.engine, bytes).map_err(|e| {
-                    Error::Fault(format!(
-                        "{origin} is not a valid component: {}",
-                        first_line(&e)
-                    ))
+                    Error::Fault(format!("{origin} is not a valid component: {}", first_line(&e)))
                 })?;
                 if let Ok(serialized) = c.serialize() {
                     let _ = crate::store::create_private_dir(&self.cache_dir);
@@ -133,19 +127,10 @@ impl Host {
         };
         tracing::debug!(
             "{origin}: {}",
-            if from_cache {
-                "loaded from the compile cache"
-            } else {
-                "compiled (not in the compile cache)"
-            }
+            if from_cache { "loaded from the compile cache" } else { "compiled (not in the compile cache)" }
         );
         check_contract(&self.engine, &component, origin)?;
-        Ok(Loaded {
-            component,
-            sha256,
-            size: bytes.len() as u64,
-            from_cache,
-        })
+        Ok(Loaded { component, sha256, size: bytes.len() as u64, from_cache })
     }
 
     fn engine_key(&self) -> String {
@@ -172,10 +157,7 @@ pub fn save_info(cache_dir: &Path, sha256: &str, info: &CachedInfo) {
 
 /// Hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A component starts with the magic and a version whose layer byte is 1.
@@ -191,14 +173,9 @@ fn first_line(e: &impl std::fmt::Display) -> String {
 /// instead) or that imports anything outside the contract (naming the import).
 pub fn check_contract(engine: &Engine, component: &Component, origin: &str) -> Result<(), Error> {
     let ty = component.component_type();
-    let exports: Vec<String> = ty
-        .exports(engine)
-        .map(|(name, _)| name.to_string())
-        .collect();
+    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
     if !exports.iter().any(|e| e == PROVIDER_EXPORT) {
-        let other = exports
-            .iter()
-            .find(|e| e.starts_with("tokenhost:provider/provider@"));
+        let other = exports.iter().find(|e| e.starts_with("tokenhost:provider/provider@"));
         return Err(Error::Fault(match other {
             Some(found) => format!(
                 "{origin} exports {found}, but this tokenhost speaks {PROVIDER_EXPORT}: \
@@ -206,11 +183,7 @@ pub fn check_contract(engine: &Engine, component: &Component, origin: &str) -> R
             ),
             None => format!(
                 "{origin} is not a token provider: it does not export {PROVIDER_EXPORT} (it exports: {})",
-                if exports.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    exports.join(", ")
-                }
+                if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
             ),
         }));
     }

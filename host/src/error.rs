@@ -59,10 +59,7 @@ impl Error {
 
     /// An I/O error with what was being done.
     pub fn io(context: impl fmt::Display, source: std::io::Error) -> Error {
-        Error::Io {
-            context: context.to_string(),
-            source,
-        }
+        Error::Io { context: context.to_string(), source }
     }
 
     /// Short machine-readable name of the kind.

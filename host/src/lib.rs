@@ -19,6 +19,7 @@ pub mod provider;
 pub mod sandbox;
 pub mod secret;
 pub mod settings;
+pub mod sinks;
 pub mod store;
 pub mod time;
 

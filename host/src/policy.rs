@@ -27,14 +27,8 @@ pub fn resolve_expiry(
     cutoff: Option<Cutoff>,
     now: i64,
 ) -> (i64, &'static str) {
-    let cut = cutoff.map(|c| {
-        crate::time::next_daily(
-            issued_at.unwrap_or(now),
-            c.hour,
-            c.minute,
-            c.utc_offset_minutes,
-        )
-    });
+    let cut = cutoff
+        .map(|c| crate::time::next_daily(issued_at.unwrap_or(now), c.hour, c.minute, c.utc_offset_minutes));
     let (claimed, source) = match (provider_expiry, jwt_exp(access_token)) {
         (Some(e), _) => (Some(e), "provider"),
         (None, Some(e)) => (Some(e), "jwt"),
@@ -54,13 +48,10 @@ pub fn jwt_exp(token: &str) -> Option<i64> {
     let mut parts = token.split('.');
     let payload = parts.nth(1)?;
     parts.next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
+    let bytes =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims
-        .get("exp")
-        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+    claims.get("exp").and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
 }
 
 /// Why a refresh is due.
@@ -74,6 +65,8 @@ pub enum Reason {
     Expiring,
     /// Asked for with `--force`.
     Forced,
+    /// `check` found the broker no longer accepts it.
+    Invalid,
 }
 
 impl std::fmt::Display for Reason {
@@ -83,6 +76,7 @@ impl std::fmt::Display for Reason {
             Reason::Expired => "token expired",
             Reason::Expiring => "token expires soon",
             Reason::Forced => "forced",
+            Reason::Invalid => "the broker rejected the token at the last check",
         })
     }
 }
@@ -92,9 +86,7 @@ pub fn due(token: Option<&StoredToken>, refresh_ahead: Option<u32>, now: i64) ->
     let Some(t) = token else {
         return Some(Reason::Missing);
     };
-    let expires = t
-        .expires_at
-        .unwrap_or(t.refreshed_at + ASSUMED_LIFETIME_SECS);
+    let expires = t.expires_at.unwrap_or(t.refreshed_at + ASSUMED_LIFETIME_SECS);
     let ahead = refresh_ahead.unwrap_or(t.refresh_ahead_secs) as i64;
     if now >= expires {
         Some(Reason::Expired)
@@ -109,46 +101,23 @@ pub fn due(token: Option<&StoredToken>, refresh_ahead: Option<u32>, now: i64) ->
 mod tests {
     use super::*;
 
-    const IST: Cutoff = Cutoff {
-        hour: 3,
-        minute: 30,
-        utc_offset_minutes: 330,
-    };
+    const IST: Cutoff = Cutoff { hour: 3, minute: 30, utc_offset_minutes: 330 };
 
     fn jwt(exp: i64) -> String {
         let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        format!(
-            "{}.{}.sig",
-            e.encode(b"{\"alg\":\"HS256\"}"),
-            e.encode(format!("{{\"exp\":{exp}}}"))
-        )
+        format!("{}.{}.sig", e.encode(b"{\"alg\":\"HS256\"}"), e.encode(format!("{{\"exp\":{exp}}}")))
     }
 
     #[test]
     fn expiry_sources_in_order() {
         let now = 1_795_321_800; // 2026-11-22T04:30Z, 10:00 IST
-        assert_eq!(
-            resolve_expiry(Some(now + 60), &jwt(now + 99), None, None, now),
-            (now + 60, "provider")
-        );
-        assert_eq!(
-            resolve_expiry(None, &jwt(now + 99), None, None, now),
-            (now + 99, "jwt")
-        );
-        assert_eq!(
-            resolve_expiry(None, "opaque", None, None, now),
-            (now + ASSUMED_LIFETIME_SECS, "assumed")
-        );
+        assert_eq!(resolve_expiry(Some(now + 60), &jwt(now + 99), None, None, now), (now + 60, "provider"));
+        assert_eq!(resolve_expiry(None, &jwt(now + 99), None, None, now), (now + 99, "jwt"));
+        assert_eq!(resolve_expiry(None, "opaque", None, None, now), (now + ASSUMED_LIFETIME_SECS, "assumed"));
         // The cut-off caps a later JWT expiry: next 03:30 IST is 2026-11-22T22:00Z.
         let cut = 1_795_321_800 + 17 * 3600 + 1800;
-        assert_eq!(
-            resolve_expiry(None, &jwt(now + 86_400), None, Some(IST), now),
-            (cut, "cutoff")
-        );
-        assert_eq!(
-            resolve_expiry(None, &jwt(now + 60), None, Some(IST), now),
-            (now + 60, "jwt")
-        );
+        assert_eq!(resolve_expiry(None, &jwt(now + 86_400), None, Some(IST), now), (cut, "cutoff"));
+        assert_eq!(resolve_expiry(None, &jwt(now + 60), None, Some(IST), now), (now + 60, "jwt"));
         // Issued at 01:00 IST: dies at 03:30 IST the same day.
         let one_am = now - 9 * 3600;
         assert_eq!(

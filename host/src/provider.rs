@@ -76,20 +76,13 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
 impl WasiHttpView for HostState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.hooks,
-        }
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
     }
 }
 
@@ -169,9 +162,7 @@ impl Provider {
         let stderr = GuestOutput::new("stderr");
         let mut wasi = WasiCtx::builder();
         wasi.stdout(stdout.pipe()).stderr(stderr.pipe());
-        wasi.allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
+        wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         let limits = grants.limits;
         let state = HostState {
             wasi: wasi.build(),
@@ -189,10 +180,7 @@ impl Provider {
             },
             settings: Settings::new(&grants.account, violations.clone()),
             kv: KvStore::new(grants.kv_path.clone()),
-            memory: MemoryCap {
-                cap: limits.memory_bytes,
-                hit: false,
-            },
+            memory: MemoryCap { cap: limits.memory_bytes, hit: false },
         };
         let mut store = Store::new(host.engine(), state);
         store.limiter(|s| &mut s.memory);
@@ -225,12 +213,8 @@ impl Provider {
         let bare = provider.describe_call().await?;
         check_info(&bare)?;
         let values = resolve(&bare)?;
-        provider.secrets = bare
-            .settings
-            .iter()
-            .filter(|s| s.secret)
-            .filter_map(|s| values.get(&s.name).cloned())
-            .collect();
+        provider.secrets =
+            bare.settings.iter().filter(|s| s.secret).filter_map(|s| values.get(&s.name).cloned()).collect();
         let keys = bare.settings.iter().map(|s| s.name.clone());
         provider.store.data_mut().settings.declare(keys, values);
         // Second pass: hosts may depend on settings (a broker's root URL).
@@ -264,24 +248,16 @@ impl Provider {
     }
 
     async fn describe_call(&mut self) -> Result<ProviderInfo, Error> {
-        self.store
-            .set_epoch_deadline(ticks(self.limits.call_timeout));
-        let fut = self
-            .exports
-            .tokenhost_provider_provider()
-            .call_describe(&mut self.store);
+        self.store.set_epoch_deadline(ticks(self.limits.call_timeout));
+        let fut = self.exports.tokenhost_provider_provider().call_describe(&mut self.store);
         let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
         self.finish("describe", r)
     }
 
     /// `refresh(current)`.
     pub async fn refresh(&mut self, current: Option<Token>) -> Result<Token, Error> {
-        self.store
-            .set_epoch_deadline(ticks(self.limits.call_timeout));
-        let fut = self
-            .exports
-            .tokenhost_provider_provider()
-            .call_refresh(&mut self.store, current.as_ref());
+        self.store.set_epoch_deadline(ticks(self.limits.call_timeout));
+        let fut = self.exports.tokenhost_provider_provider().call_refresh(&mut self.store, current.as_ref());
         let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
         let token = self.guest_result("refresh", r)?;
         self.check_token(token)
@@ -289,49 +265,33 @@ impl Provider {
 
     /// `validate(token)`.
     pub async fn validate(&mut self, token: Token) -> Result<(), Error> {
-        self.store
-            .set_epoch_deadline(ticks(self.limits.call_timeout));
-        let fut = self
-            .exports
-            .tokenhost_provider_provider()
-            .call_validate(&mut self.store, &token);
+        self.store.set_epoch_deadline(ticks(self.limits.call_timeout));
+        let fut = self.exports.tokenhost_provider_provider().call_validate(&mut self.store, &token);
         let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
         self.guest_result("validate", r)
     }
 
     /// `revoke(token)`.
     pub async fn revoke(&mut self, token: Token) -> Result<(), Error> {
-        self.store
-            .set_epoch_deadline(ticks(self.limits.call_timeout));
-        let fut = self
-            .exports
-            .tokenhost_provider_provider()
-            .call_revoke(&mut self.store, &token);
+        self.store.set_epoch_deadline(ticks(self.limits.call_timeout));
+        let fut = self.exports.tokenhost_provider_provider().call_revoke(&mut self.store, &token);
         let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
         self.guest_result("revoke", r)
     }
 
     /// `login-url(redirect_uri, state)`.
     pub async fn login_url(&mut self, redirect_uri: &str, state: &str) -> Result<String, Error> {
-        self.store
-            .set_epoch_deadline(ticks(self.limits.call_timeout));
-        let fut = self.exports.tokenhost_provider_provider().call_login_url(
-            &mut self.store,
-            redirect_uri,
-            state,
-        );
+        self.store.set_epoch_deadline(ticks(self.limits.call_timeout));
+        let fut =
+            self.exports.tokenhost_provider_provider().call_login_url(&mut self.store, redirect_uri, state);
         let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
         self.guest_result("login-url", r)
     }
 
     /// `complete-login(params)`.
     pub async fn complete_login(&mut self, params: &[(String, String)]) -> Result<Token, Error> {
-        self.store
-            .set_epoch_deadline(ticks(self.limits.call_timeout));
-        let fut = self
-            .exports
-            .tokenhost_provider_provider()
-            .call_complete_login(&mut self.store, params);
+        self.store.set_epoch_deadline(ticks(self.limits.call_timeout));
+        let fut = self.exports.tokenhost_provider_provider().call_complete_login(&mut self.store, params);
         let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
         let token = self.guest_result("complete-login", r)?;
         self.check_token(token)
@@ -339,12 +299,8 @@ impl Provider {
 
     /// `accept-push(body)`.
     pub async fn accept_push(&mut self, body: &[u8]) -> Result<Token, Error> {
-        self.store
-            .set_epoch_deadline(ticks(self.limits.call_timeout));
-        let fut = self
-            .exports
-            .tokenhost_provider_provider()
-            .call_accept_push(&mut self.store, body);
+        self.store.set_epoch_deadline(ticks(self.limits.call_timeout));
+        let fut = self.exports.tokenhost_provider_provider().call_accept_push(&mut self.store, body);
         let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
         let token = self.guest_result("accept-push", r)?;
         self.check_token(token)
@@ -358,13 +314,7 @@ impl Provider {
             )));
         }
         self.secrets.push(Secret::new(token.access_token.clone()));
-        self.secrets.extend(
-            token
-                .extras
-                .iter()
-                .filter(|e| e.secret)
-                .map(|e| Secret::new(e.value.clone())),
-        );
+        self.secrets.extend(token.extras.iter().filter(|e| e.secret).map(|e| Secret::new(e.value.clone())));
         Ok(token)
     }
 
@@ -406,20 +356,16 @@ impl Provider {
         let r = |s: &str| crate::secret::redact(s, &self.secrets);
         let name = &self.info.name;
         match e {
-            ProviderError::Config(p) => Error::Config(format!(
-                "setting `{}` of account `{}`: {}",
-                p.key,
-                self.account,
-                r(&p.message)
-            )),
+            ProviderError::Config(p) => {
+                Error::Config(format!("setting `{}` of account `{}`: {}", p.key, self.account, r(&p.message)))
+            }
             ProviderError::Rejected(m) => Error::Rejected(r(&m)),
             ProviderError::Transient(m) => {
                 Error::Transient(format!("{what} failed, try again later: {}", r(&m)))
             }
-            ProviderError::Protocol(m) => Error::Transient(format!(
-                "{what}: the broker's answer could not be understood: {}",
-                r(&m)
-            )),
+            ProviderError::Protocol(m) => {
+                Error::Transient(format!("{what}: the broker's answer could not be understood: {}", r(&m)))
+            }
             ProviderError::InteractionRequired(i) => Error::Interaction(match i.url {
                 Some(url) => format!("{}: {}", r(&i.message), url),
                 None => r(&i.message),
@@ -440,12 +386,7 @@ fn deadline(limits: &Limits, what: &str) -> Error {
     ))
 }
 
-fn limit_or_trap(
-    store: &Store<HostState>,
-    limits: &Limits,
-    what: &str,
-    e: wasmtime::Error,
-) -> Error {
+fn limit_or_trap(store: &Store<HostState>, limits: &Limits, what: &str, e: wasmtime::Error) -> Error {
     if store.data().memory.hit {
         return Error::Fault(format!(
             "provider stopped: {what} exceeded the memory limit of {} MiB (limits.memory_mib)",
@@ -456,10 +397,7 @@ fn limit_or_trap(
         return deadline(limits, what);
     }
     let text = format!("{e}");
-    Error::Fault(format!(
-        "provider crashed during {what}: {}",
-        text.lines().next().unwrap_or("trap")
-    ))
+    Error::Fault(format!("provider crashed during {what}: {}", text.lines().next().unwrap_or("trap")))
 }
 
 fn check_info(info: &ProviderInfo) -> Result<(), Error> {
@@ -470,10 +408,7 @@ fn check_info(info: &ProviderInfo) -> Result<(), Error> {
         )));
     }
     if crate::store::validate_account_name(&info.name).is_err() {
-        return Err(Error::Fault(format!(
-            "provider name {:?} is not usable as an account name",
-            info.name
-        )));
+        return Err(Error::Fault(format!("provider name {:?} is not usable as an account name", info.name)));
     }
     Ok(())
 }

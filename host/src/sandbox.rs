@@ -29,10 +29,7 @@ pub struct Request {
 impl Request {
     /// The first header called `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// The body as JSON.
@@ -42,17 +39,12 @@ impl Request {
 
     /// The body as `application/x-www-form-urlencoded` fields.
     pub fn form(&self) -> BTreeMap<String, String> {
-        parse_query(&String::from_utf8_lossy(&self.body))
-            .into_iter()
-            .collect()
+        parse_query(&String::from_utf8_lossy(&self.body)).into_iter().collect()
     }
 
     /// The query parameter `name`.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -119,9 +111,7 @@ pub struct Server {
 
 impl Server {
     /// Starts serving `handler` on a free port of 127.0.0.1.
-    pub fn start(
-        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
-    ) -> std::io::Result<Server> {
+    pub fn start(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> std::io::Result<Server> {
         Server::bind("127.0.0.1:0", handler)
     }
 
@@ -135,18 +125,16 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let handler: Arc<Handler> = Arc::new(handler);
         let stopping = stop.clone();
-        std::thread::Builder::new()
-            .name("sandbox-http".into())
-            .spawn(move || {
-                for conn in listener.incoming() {
-                    if stopping.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    let handler = handler.clone();
-                    std::thread::spawn(move || serve(conn, &*handler));
+        std::thread::Builder::new().name("sandbox-http".into()).spawn(move || {
+            for conn in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
                 }
-            })?;
+                let Ok(conn) = conn else { continue };
+                let handler = handler.clone();
+                std::thread::spawn(move || serve(conn, &*handler));
+            }
+        })?;
         Ok(Server { addr, stop })
     }
 
@@ -187,18 +175,11 @@ fn serve(conn: TcpStream, handler: &Handler) {
     if response.hang_up {
         return;
     }
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\n",
-        response.status,
-        reason(response.status)
-    );
+    let mut head = format!("HTTP/1.1 {} {}\r\n", response.status, reason(response.status));
     for (k, v) in &response.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    head.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        response.body.len()
-    ));
+    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", response.body.len()));
     let _ = writer.write_all(head.as_bytes());
     let _ = writer.write_all(&response.body);
     let _ = writer.flush();
@@ -230,19 +211,15 @@ fn read_request(r: &mut impl BufRead) -> Result<Option<Request>, u16> {
             return Err(431);
         }
     }
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v): &(String, String)| v.clone())
-    };
+    let find =
+        |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v): &(String, String)| v.clone());
     let mut body = Vec::new();
     if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         loop {
             let mut size = String::new();
             r.read_line(&mut size).map_err(|_| 400u16)?;
-            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| 400u16)?;
+            let n =
+                usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16).map_err(|_| 400u16)?;
             if body.len() + n > MAX_BODY {
                 return Err(413);
             }
@@ -308,9 +285,7 @@ pub fn percent_decode(s: &str) -> String {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < b.len() => {
-                match std::str::from_utf8(&b[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                match std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
                 {
                     Some(v) => {
                         out.push(v);
@@ -345,10 +320,7 @@ pub fn nonce() -> String {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_usize(N.fetch_add(1, Ordering::Relaxed));
     h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
     );
     format!("{:016x}", h.finish())
 }
@@ -430,11 +402,7 @@ impl ExampleBroker {
         let fault = {
             let mut s = self.state();
             s.seen.push(format!("{} {}", req.method, req.path));
-            if s.faults.is_empty() {
-                None
-            } else {
-                Some(s.faults.remove(0))
-            }
+            if s.faults.is_empty() { None } else { Some(s.faults.remove(0)) }
         };
         match fault {
             Some(Fault::Unavailable) => return error(503, "service unavailable"),
@@ -467,9 +435,7 @@ impl ExampleBroker {
     }
 
     fn login(&self, req: &Request) -> Response {
-        if req
-            .header("content-type")
-            .map(|c| c.split(';').next().unwrap_or("").trim())
+        if req.header("content-type").map(|c| c.split(';').next().unwrap_or("").trim())
             != Some("application/json")
         {
             return error(415, "content type must be application/json");
@@ -506,19 +472,13 @@ impl ExampleBroker {
     }
 
     fn bearer(&self, req: &Request) -> Option<String> {
-        let t = req
-            .header("authorization")?
-            .strip_prefix("Bearer ")?
-            .to_string();
+        let t = req.header("authorization")?.strip_prefix("Bearer ")?.to_string();
         self.state().live.contains(&t).then_some(t)
     }
 }
 
 fn error(status: u16, message: &str) -> Response {
-    Response::json(
-        status,
-        &serde_json::json!({"status": "error", "message": message}),
-    )
+    Response::json(status, &serde_json::json!({"status": "error", "message": message}))
 }
 
 #[cfg(test)]

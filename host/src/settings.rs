@@ -63,6 +63,9 @@ pub struct AccountConfig {
     /// Limits for this account.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Where else to copy each new token.
+    #[serde(default)]
+    pub sinks: Vec<crate::sinks::Sink>,
 }
 
 /// The loaded configuration.
@@ -92,24 +95,17 @@ impl Config {
     /// Reads `explicit`, else `$TOKENHOST_CONFIG`, else `./tokenhost.toml` if present; and
     /// `./.env` if present.
     pub fn load(explicit: Option<&Path>) -> Result<Config, Error> {
-        let env_path = std::env::var_os("TOKENHOST_CONFIG")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
+        let env_path = std::env::var_os("TOKENHOST_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from);
         let path = match explicit.map(Path::to_path_buf).or(env_path) {
             Some(p) => Some(p),
             None => Some(PathBuf::from(CONFIG_FILE)).filter(|p| p.is_file()),
         };
         let file = match &path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| {
-                    Error::Config(format!("cannot read config file {}: {e}", p.display()))
-                })?;
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| Error::Config(format!("cannot read config file {}: {e}", p.display())))?;
                 toml::from_str::<ConfigFile>(&text).map_err(|e| {
-                    Error::Config(format!(
-                        "config file {}: {}",
-                        p.display(),
-                        e.to_string().trim()
-                    ))
+                    Error::Config(format!("config file {}: {}", p.display(), e.to_string().trim()))
                 })?
             }
             None => ConfigFile::default(),
@@ -117,20 +113,12 @@ impl Config {
         for name in file.accounts.keys() {
             crate::store::validate_account_name(name)?;
         }
-        Ok(Config {
-            path,
-            file,
-            dotenv: read_dotenv(Path::new(".env")),
-        })
+        Ok(Config { path, file, dotenv: read_dotenv(Path::new(".env")) })
     }
 
     /// A configuration made in code (the demo, tests), with no `.env`.
     pub fn from_file(file: ConfigFile) -> Config {
-        Config {
-            path: None,
-            file,
-            dotenv: BTreeMap::new(),
-        }
+        Config { path: None, file, dotenv: BTreeMap::new() }
     }
 
     /// The configured account `name`.
@@ -144,21 +132,19 @@ impl Config {
                 Some(p) => format!(
                     "no account `{name}` in {} (accounts: {})",
                     p.display(),
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
                 ),
             }));
         };
         let provider = config.provider.as_ref().ok_or_else(|| {
             Error::Config(format!("account `{name}` has no provider: add `provider = \"path/to/provider.wasm\"` under [accounts.{name}]"))
         })?;
+        let mut config = config.clone();
+        config.sinks = self.sinks_relative_to_file(config.sinks);
         Ok(Account {
             name: name.to_string(),
             provider_path: self.relative_to_file(provider),
-            config: config.clone(),
+            config,
             configured: true,
         })
     }
@@ -166,7 +152,10 @@ impl Config {
     /// The account for a provider file run directly: the account named after the provider,
     /// with that section of the config file if there is one.
     pub fn account_for_provider(&self, provider_name: &str, path: &Path) -> Account {
-        let config = self.file.accounts.get(provider_name).cloned();
+        let config = self.file.accounts.get(provider_name).cloned().map(|mut c| {
+            c.sinks = self.sinks_relative_to_file(c.sinks);
+            c
+        });
         Account {
             name: provider_name.to_string(),
             provider_path: path.to_path_buf(),
@@ -180,6 +169,11 @@ impl Config {
         self.file.accounts.keys().cloned().collect()
     }
 
+    fn sinks_relative_to_file(&self, sinks: Vec<crate::sinks::Sink>) -> Vec<crate::sinks::Sink> {
+        let base = self.path.as_ref().and_then(|c| c.parent()).map(Path::to_path_buf).unwrap_or_default();
+        sinks.into_iter().map(|s| s.relative_to(&base)).collect()
+    }
+
     fn relative_to_file(&self, p: &Path) -> PathBuf {
         match self.path.as_ref().and_then(|c| c.parent()) {
             Some(dir) if p.is_relative() && !dir.as_os_str().is_empty() => dir.join(p),
@@ -191,21 +185,12 @@ impl Config {
     pub fn limits(&self, account: &Account) -> Limits {
         let (a, g) = (&account.config.limits, &self.file.limits);
         let d = Limits::default();
-        let secs = |a: Option<u64>, g: Option<u64>, d: Duration| {
-            a.or(g).map(Duration::from_secs).unwrap_or(d)
-        };
+        let secs =
+            |a: Option<u64>, g: Option<u64>, d: Duration| a.or(g).map(Duration::from_secs).unwrap_or(d);
         Limits {
-            memory_bytes: a
-                .memory_mib
-                .or(g.memory_mib)
-                .map(|m| (m as usize) << 20)
-                .unwrap_or(d.memory_bytes),
+            memory_bytes: a.memory_mib.or(g.memory_mib).map(|m| (m as usize) << 20).unwrap_or(d.memory_bytes),
             call_timeout: secs(a.timeout_secs, g.timeout_secs, d.call_timeout),
-            connect_timeout: secs(
-                a.connect_timeout_secs,
-                g.connect_timeout_secs,
-                d.connect_timeout,
-            ),
+            connect_timeout: secs(a.connect_timeout_secs, g.connect_timeout_secs, d.connect_timeout),
             read_timeout: secs(a.read_timeout_secs, g.read_timeout_secs, d.read_timeout),
             max_response_bytes: a
                 .max_response_kib
@@ -228,28 +213,17 @@ impl Config {
 
     /// The values of the settings `info` declares, and an error naming the first required
     /// one that is missing and where to put it.
-    pub fn resolve(
-        &self,
-        account: &Account,
-        info: &ProviderInfo,
-    ) -> Result<BTreeMap<String, Secret>, Error> {
+    pub fn resolve(&self, account: &Account, info: &ProviderInfo) -> Result<BTreeMap<String, Secret>, Error> {
         let prefix = env_prefix(account, &info.name);
         let mut values = BTreeMap::new();
         for s in &info.settings {
-            if let Some(v) = account
-                .config
-                .settings
-                .get(&s.name)
-                .filter(|v| !v.is_empty())
-            {
+            if let Some(v) = account.config.settings.get(&s.name).filter(|v| !v.is_empty()) {
                 values.insert(s.name.clone(), Secret::new(v.clone()));
                 continue;
             }
             let var = env_var_name(&prefix, &s.name);
-            let from_env = std::env::var(&var).ok().filter(|v| !v.is_empty());
-            if let Some(v) =
-                from_env.or_else(|| self.dotenv.get(&var).filter(|v| !v.is_empty()).cloned())
-            {
+            let mut names = std::iter::once(&s.name).chain(&s.aliases);
+            if let Some(v) = names.find_map(|n| self.lookup(&env_var_name(&prefix, n))) {
                 values.insert(s.name.clone(), Secret::new(v));
             } else if s.required {
                 return Err(Error::Config(self.missing_message(account, &s.name, &var)));
@@ -258,12 +232,14 @@ impl Config {
         Ok(values)
     }
 
+    /// A variable from the environment, else from `./.env`; empty counts as unset.
+    fn lookup(&self, var: &str) -> Option<String> {
+        let from_env = std::env::var(var).ok().filter(|v| !v.is_empty());
+        from_env.or_else(|| self.dotenv.get(var).filter(|v| !v.is_empty()).cloned())
+    }
+
     fn missing_message(&self, account: &Account, key: &str, var: &str) -> String {
-        let file = self
-            .path
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| CONFIG_FILE.into());
+        let file = self.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| CONFIG_FILE.into());
         format!(
             "missing setting `{key}` for account `{}`: set {var} in the environment or in ./.env, \
              or add `{key} = \"...\"` under [accounts.{}.settings] in {file}",
@@ -283,10 +259,7 @@ pub fn env_prefix(account: &Account, provider_name: &str) -> String {
 
 /// `XTS_API_KEY` for prefix `XTS` and key `api-key`.
 pub fn env_var_name(prefix: &str, key: &str) -> String {
-    format!(
-        "{prefix}_{}",
-        key.to_ascii_uppercase().replace(['-', '.'], "_")
-    )
+    format!("{prefix}_{}", key.to_ascii_uppercase().replace(['-', '.'], "_"))
 }
 
 fn read_dotenv(path: &Path) -> BTreeMap<String, String> {

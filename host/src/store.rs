@@ -85,6 +85,9 @@ pub struct AccountStatus {
     pub consecutive_failures: u32,
     /// Successful refreshes so far.
     pub refresh_count: u64,
+    /// The broker called the token refreshed at this time invalid (from `check`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_token_of: Option<i64>,
 }
 
 /// Held while an account refreshes; dropping it releases the lock.
@@ -97,11 +100,7 @@ impl StateDir {
     /// The default location: `$XDG_STATE_HOME/tokenhost`, else `~/.local/state/tokenhost`
     /// (`%LOCALAPPDATA%\tokenhost` on Windows).
     pub fn default_path() -> PathBuf {
-        let env = |k: &str| {
-            std::env::var_os(k)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
         if cfg!(windows)
             && let Some(p) = env("LOCALAPPDATA")
         {
@@ -144,10 +143,7 @@ impl StateDir {
         validate_account_name(name)?;
         let dir = self.root.join("accounts").join(name);
         create_private_dir(&dir)?;
-        Ok(AccountDir {
-            name: name.to_string(),
-            dir,
-        })
+        Ok(AccountDir { name: name.to_string(), dir })
     }
 
     /// Accounts that have a folder, sorted.
@@ -190,20 +186,16 @@ impl AccountDir {
     /// Forgets the token (after a logout).
     pub fn remove_token(&self) -> Result<(), Error> {
         match fs::remove_file(self.dir.join("token.json")) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
-                format!("removing the token of `{}`", self.name),
-                e,
-            )),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io(format!("removing the token of `{}`", self.name), e))
+            }
             _ => Ok(()),
         }
     }
 
     /// The last outcome (empty when never attempted).
     pub fn load_status(&self) -> AccountStatus {
-        read_json(&self.dir.join("status.json"))
-            .ok()
-            .flatten()
-            .unwrap_or_default()
+        read_json(&self.dir.join("status.json")).ok().flatten().unwrap_or_default()
     }
 
     /// Records the last outcome.
@@ -226,8 +218,7 @@ impl AccountDir {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        file.lock()
-            .map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
+        file.lock().map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
         Ok(AccountLock { _file: file })
     }
 }
@@ -241,12 +232,7 @@ impl StoredToken {
     /// Every secret value in it, for redaction.
     pub fn secrets(&self) -> Vec<Secret> {
         let mut s = vec![self.access_token.clone()];
-        s.extend(
-            self.extras
-                .iter()
-                .filter(|e| e.secret)
-                .map(|e| e.value.clone()),
-        );
+        s.extend(self.extras.iter().filter(|e| e.secret).map(|e| e.value.clone()));
         s
     }
 }
@@ -262,6 +248,7 @@ impl AccountStatus {
         self.last_error = None;
         self.consecutive_failures = 0;
         self.refresh_count += 1;
+        self.invalid_token_of = None;
     }
 
     /// Records a failure.
@@ -281,9 +268,7 @@ pub fn validate_account_name(name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
@@ -296,10 +281,7 @@ pub fn validate_account_name(name: &str) -> Result<(), Error> {
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, Error> {
     match fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            Error::Config(format!(
-                "{} is damaged ({e}); move it away to start afresh",
-                path.display()
-            ))
+            Error::Config(format!("{} is damaged ({e}); move it away to start afresh", path.display()))
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
@@ -315,10 +297,7 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
 /// Writes `bytes` to `path` so that readers see the old file or the new one, never a part:
 /// a temp file beside it (mode 0600), fsync, rename over, fsync the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), unique()));
     let result = (|| {
@@ -362,8 +341,7 @@ pub fn create_private_dir(dir: &Path) -> Result<(), Error> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let meta =
-            fs::metadata(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+        let meta = fs::metadata(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
         if meta.permissions().mode() & 0o077 != 0 {
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
                 .map_err(|e| Error::io(format!("making {} private", dir.display()), e))?;

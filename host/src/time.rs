@@ -5,10 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Now, in unix seconds.
 pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// `2026-11-22T09:00:00Z`.
@@ -16,12 +13,7 @@ pub fn iso(ts: i64) -> String {
     let days = ts.div_euclid(86_400);
     let secs = ts.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 /// `in 5h 12m`, `3m ago`.
@@ -40,11 +32,7 @@ pub fn relative(ts: i64, now: i64) -> String {
     } else {
         format!("{a}s")
     };
-    if d >= 0 {
-        format!("in {span}")
-    } else {
-        format!("{span} ago")
-    }
+    if d >= 0 { format!("in {span}") } else { format!("{span} ago") }
 }
 
 /// The first moment after `after` at which the local time (UTC + `offset_minutes`) reads

@@ -7,8 +7,7 @@ use tokenhost::sandbox::Fault;
 fn run_stores_a_private_token_and_a_fresh_one_is_not_reloaded() {
     let w = World::new("run");
     let out = w.run(&["run", FIXTURE]);
-    out.assert_code(0)
-        .assert_stdout_has("example: refreshed (no token stored)");
+    out.assert_code(0).assert_stdout_has("example: refreshed (no token stored)");
     assert_eq!(w.broker.state().logins, 1);
 
     #[cfg(unix)]
@@ -36,38 +35,22 @@ fn run_stores_a_private_token_and_a_fresh_one_is_not_reloaded() {
 
     let get = w.run(&["get", "example", "--format", "raw"]);
     get.assert_code(0);
-    assert_eq!(
-        get.stdout, token,
-        "get --format raw prints exactly the token"
-    );
+    assert_eq!(get.stdout, token, "get --format raw prints exactly the token");
 
     // Fresh: exit 0 at once, no request, no component.
     let again = w.run(&["-vv", "run", FIXTURE]);
     again.assert_code(0).assert_stdout_has("example: fresh");
-    assert!(
-        !again.stderr.contains("instantiating"),
-        "the component was loaded:\n{}",
-        again.stderr
-    );
-    assert!(
-        !again.stderr.contains("compile cache"),
-        "the component was read:\n{}",
-        again.stderr
-    );
+    assert!(!again.stderr.contains("instantiating"), "the component was loaded:\n{}", again.stderr);
+    assert!(!again.stderr.contains("compile cache"), "the component was read:\n{}", again.stderr);
     assert_eq!(w.broker.state().logins, 1);
 
     // By account name the component file is not even opened: a broken one does not matter.
     let broken = w.write("broken.wasm", "not wasm at all");
     w.write(
         "tokenhost.toml",
-        &format!(
-            "[accounts.example]\nprovider = {:?}\n",
-            broken.display().to_string()
-        ),
+        &format!("[accounts.example]\nprovider = {:?}\n", broken.display().to_string()),
     );
-    w.run(&["run", "example"])
-        .assert_code(0)
-        .assert_stdout_has("example: fresh");
+    w.run(&["run", "example"]).assert_code(0).assert_stdout_has("example: fresh");
     assert_eq!(w.stored()["access_token"], token.as_str());
     w.assert_no_secret_leaked();
 }
@@ -75,9 +58,7 @@ fn run_stores_a_private_token_and_a_fresh_one_is_not_reloaded() {
 #[test]
 fn the_compile_cache_spares_the_second_process_a_compile() {
     let w = World::new("cache");
-    w.run(&["-vv", "run", FIXTURE])
-        .assert_code(0)
-        .assert_stderr_has("compiled (not in the compile cache)");
+    w.run(&["-vv", "run", FIXTURE]).assert_code(0).assert_stderr_has("compiled (not in the compile cache)");
     let cached: Vec<_> = files_under(&w.state.join("cache"))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
@@ -91,57 +72,36 @@ fn the_compile_cache_spares_the_second_process_a_compile() {
 #[test]
 fn hostile_components_are_stopped_with_the_limit_named_and_the_token_kept() {
     let mut w = World::new("hostile");
-    w.write(
-        "tokenhost.toml",
-        "[limits]\nmemory_mib = 16\ntimeout_secs = 2\n",
-    );
+    w.write("tokenhost.toml", "[limits]\nmemory_mib = 16\ntimeout_secs = 2\n");
     w.run(&["run", FIXTURE]).assert_code(0);
     let good = std::fs::read(w.token_file()).unwrap();
 
     let cases = [
-        (
-            "spin",
-            "exceeded the time limit of 2 s (limits.timeout_secs)",
-        ),
-        (
-            "membomb",
-            "exceeded the memory limit of 16 MiB (limits.memory_mib)",
-        ),
+        ("spin", "exceeded the time limit of 2 s (limits.timeout_secs)"),
+        ("membomb", "exceeded the memory limit of 16 MiB (limits.memory_mib)"),
         ("deny", "https://exfil.invalid is not in the allowlist"),
-        (
-            "undeclared",
-            "provider read setting `not-declared`, which it did not declare",
-        ),
+        ("undeclared", "provider read setting `not-declared`, which it did not declare"),
         ("panic", "provider crashed during refresh"),
     ];
     for (mode, message) in cases {
         w.set_env("EXAMPLE_MODE", Some(mode));
         let out = w.run(&["run", "--force", FIXTURE]);
         out.assert_code(6).assert_stderr_has(message);
-        assert_eq!(
-            std::fs::read(w.token_file()).unwrap(),
-            good,
-            "{mode}: the last good token was touched"
-        );
-        let status: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(w.account_dir("example").join("status.json")).unwrap(),
-        )
-        .unwrap();
+        assert_eq!(std::fs::read(w.token_file()).unwrap(), good, "{mode}: the last good token was touched");
+        let status: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(w.account_dir("example").join("status.json")).unwrap())
+                .unwrap();
         assert_eq!(status["last_outcome"], "fault", "{mode}");
     }
     // The denial says which config line would allow the host.
     w.set_env("EXAMPLE_MODE", Some("deny"));
-    w.run(&["run", "--force", FIXTURE])
-        .assert_code(6)
-        .assert_stderr_has(&format!(
-            "to allow it: [accounts.example] allow_hosts = [\"{}\", \"exfil.invalid\"]",
-            w.server.addr()
-        ));
+    w.run(&["run", "--force", FIXTURE]).assert_code(6).assert_stderr_has(&format!(
+        "to allow it: [accounts.example] allow_hosts = [\"{}\", \"exfil.invalid\"]",
+        w.server.addr()
+    ));
     // The host survives and the good token still refreshes.
     w.set_env("EXAMPLE_MODE", None);
-    w.run(&["run", "--force", FIXTURE])
-        .assert_code(0)
-        .assert_stdout_has("refreshed (forced)");
+    w.run(&["run", "--force", FIXTURE]).assert_code(0).assert_stdout_has("refreshed (forced)");
     w.assert_no_secret_leaked();
 }
 
@@ -151,38 +111,16 @@ fn each_provider_error_has_its_exit_code_and_keeps_the_token() {
     w.run(&["run", FIXTURE]).assert_code(0);
     let good = std::fs::read(w.token_file()).unwrap();
     let cases = [
-        (
-            "error-config",
-            2,
-            "setting `api-key` of account `example`: the broker does not know this key",
-        ),
-        (
-            "error-rejected",
-            3,
-            "rejected by the broker: invalid credentials",
-        ),
+        ("error-config", 2, "setting `api-key` of account `example`: the broker does not know this key"),
+        ("error-rejected", 3, "rejected by the broker: invalid credentials"),
         ("error-transient", 4, "try again later: broker busy"),
-        (
-            "error-protocol",
-            4,
-            "could not be understood: answer was not JSON",
-        ),
-        (
-            "error-interaction",
-            5,
-            "approve the login on your phone: https://example.invalid/approve",
-        ),
-        (
-            "error-unsupported",
-            2,
-            "this provider does not support refresh",
-        ),
+        ("error-protocol", 4, "could not be understood: answer was not JSON"),
+        ("error-interaction", 5, "approve the login on your phone: https://example.invalid/approve"),
+        ("error-unsupported", 2, "this provider does not support refresh"),
     ];
     for (mode, code, message) in cases {
         w.set_env("EXAMPLE_MODE", Some(mode));
-        w.run(&["run", "--force", FIXTURE])
-            .assert_code(code)
-            .assert_stderr_has(message);
+        w.run(&["run", "--force", FIXTURE]).assert_code(code).assert_stderr_has(message);
         assert_eq!(std::fs::read(w.token_file()).unwrap(), good, "{mode}");
     }
     w.assert_no_secret_leaked();
@@ -199,16 +137,11 @@ fn broker_faults_are_transient_and_keep_the_token() {
         (Fault::Garbage, "not the expected JSON"),
         (Fault::HangUp, "try again later"),
         (Fault::Slow(3), "did not answer in time"),
-        (
-            Fault::Huge,
-            "HTTP response body size exceeds limit: 1048576 bytes",
-        ),
+        (Fault::Huge, "HTTP response body size exceeds limit: 1048576 bytes"),
     ];
     for (fault, message) in cases {
         w.broker.state().faults = vec![fault];
-        w.run(&["run", "--force", FIXTURE])
-            .assert_code(4)
-            .assert_stderr_has(message);
+        w.run(&["run", "--force", FIXTURE]).assert_code(4).assert_stderr_has(message);
         assert_eq!(std::fs::read(w.token_file()).unwrap(), good, "{fault:?}");
     }
     w.assert_no_secret_leaked();
@@ -238,10 +171,7 @@ fn a_missing_setting_names_the_setting_and_where_to_put_it() {
     );
     assert_eq!(w.broker.state().logins, 0);
     // The same value from ./.env works, as the old scripts read it.
-    w.write(
-        ".env",
-        &format!("# old script settings\nEXAMPLE_API_SECRET={}\n", w.secret),
-    );
+    w.write(".env", &format!("# old script settings\nEXAMPLE_API_SECRET={}\n", w.secret));
     w.run(&["run", FIXTURE]).assert_code(0);
     w.assert_no_secret_leaked();
 }
@@ -252,11 +182,12 @@ fn settings_come_from_the_config_file_before_the_environment() {
     w.set_env("EXAMPLE_API_SECRET", Some("not-this-one"));
     w.write(
         "tokenhost.toml",
-        &format!("[accounts.example]\nprovider = {FIXTURE:?}\n[accounts.example.settings]\napi-secret = {:?}\n", w.secret),
+        &format!(
+            "[accounts.example]\nprovider = {FIXTURE:?}\n[accounts.example.settings]\napi-secret = {:?}\n",
+            w.secret
+        ),
     );
-    w.run(&["run", "example"])
-        .assert_code(0)
-        .assert_stdout_has("example: refreshed");
+    w.run(&["run", "example"]).assert_code(0).assert_stdout_has("example: refreshed");
     w.assert_no_secret_leaked();
 }
 
@@ -275,17 +206,13 @@ fn invalid_components_are_refused_with_what_is_wrong() {
     // An empty component exports nothing.
     let empty = w.dir.join("empty.wasm");
     std::fs::write(&empty, b"\0asm\x0d\0\x01\0").unwrap();
-    w.run(&["inspect", empty.to_str().unwrap()])
-        .assert_code(6)
-        .assert_stderr_has("is not a token provider: it does not export tokenhost:provider/provider@0.1.0 (it exports: nothing)");
+    w.run(&["inspect", empty.to_str().unwrap()]).assert_code(6).assert_stderr_has(
+        "is not a token provider: it does not export tokenhost:provider/provider@0.1.0 (it exports: nothing)",
+    );
     // A component that imports files is outside the contract.
-    w.run(&["run", FIXTURE_FS])
-        .assert_code(6)
-        .assert_stderr_has("imports `wasi:filesystem/");
+    w.run(&["run", FIXTURE_FS]).assert_code(6).assert_stderr_has("imports `wasi:filesystem/");
     // Missing file: a usage error.
-    w.run(&["run", "nowhere.wasm"])
-        .assert_code(2)
-        .assert_stderr_has("cannot read provider nowhere.wasm");
+    w.run(&["run", "nowhere.wasm"]).assert_code(2).assert_stderr_has("cannot read provider nowhere.wasm");
 }
 
 #[test]
@@ -296,30 +223,20 @@ fn key_value_data_persists_across_runs_and_guest_output_is_logged_with_the_accou
     w.run(&["run", "--force", FIXTURE]).assert_code(0);
     let get = w.run(&["get", "example", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&get.stdout).unwrap();
-    assert_eq!(
-        v["extras"]["refreshes"], "2",
-        "the count kept in wasi:keyvalue survived between processes"
-    );
+    assert_eq!(v["extras"]["refreshes"], "2", "the count kept in wasi:keyvalue survived between processes");
     assert!(v["extras"]["feed-token"].is_string());
     let log = std::fs::read_to_string(w.state.join("tokenhost.log")).unwrap();
     assert!(
-        log.lines().any(|l| l.contains("account=example")
-            && l.contains("provider stderr: fixture: refreshing now")),
+        log.lines()
+            .any(|l| l.contains("account=example") && l.contains("provider stderr: fixture: refreshing now")),
         "{log}"
     );
     // The secret extra is not in `status`.
     let status = w.run(&["status", "--json"]);
-    assert!(
-        !status
-            .stdout
-            .contains(v["extras"]["feed-token"].as_str().unwrap())
-    );
+    assert!(!status.stdout.contains(v["extras"]["feed-token"].as_str().unwrap()));
     let env = w.run(&["get", "example", "--format", "env"]);
     assert!(
-        env.stdout.starts_with(&format!(
-            "EXAMPLE_ACCESS_TOKEN={}\n",
-            v["access_token"].as_str().unwrap()
-        )),
+        env.stdout.starts_with(&format!("EXAMPLE_ACCESS_TOKEN={}\n", v["access_token"].as_str().unwrap())),
         "{}",
         env.stdout
     );
@@ -359,10 +276,7 @@ fn twenty_concurrent_forced_runs_refresh_one_at_a_time() {
                 .unwrap()
         })
         .collect();
-    let outs: Vec<_> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
+    let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let reads = watcher.join().unwrap();
     assert!(reads > 0);
@@ -380,11 +294,7 @@ fn twenty_concurrent_forced_runs_refresh_one_at_a_time() {
     }
     let s = w.broker.state();
     assert_eq!(s.max_in_flight, 1, "two refreshes overlapped");
-    assert_eq!(
-        s.logins - before,
-        refreshed,
-        "every login the broker saw is a refresh a run reported"
-    );
+    assert_eq!(s.logins - before, refreshed, "every login the broker saw is a refresh a run reported");
     assert!(refreshed >= 1);
     let stored = w.stored();
     assert_eq!(
@@ -405,9 +315,7 @@ fn inspect_describes_the_provider() {
         .assert_stdout_has("api-secret")
         .assert_stdout_has("EXAMPLE_API_SECRET")
         .assert_stdout_has("required, secret")
-        .assert_stdout_has(
-            "wasmtime run -S http -S config -S keyvalue -S config-var=api-root=<api-root>",
-        );
+        .assert_stdout_has("wasmtime run -S http -S config -S keyvalue -S config-var=api-root=<api-root>");
     let sha = tokenhost::engine::sha256_hex(&std::fs::read(FIXTURE).unwrap());
     out.assert_stdout_has(&sha);
     let json: serde_json::Value =
@@ -419,28 +327,18 @@ fn inspect_describes_the_provider() {
 #[test]
 fn check_and_logout_talk_to_the_broker() {
     let w = World::new("check");
-    w.run(&["check", FIXTURE])
-        .assert_code(2)
-        .assert_stderr_has("no token stored for account `example`");
+    w.run(&["check", FIXTURE]).assert_code(2).assert_stderr_has("no token stored for account `example`");
     w.run(&["run", FIXTURE]).assert_code(0);
     w.run(&["check", "example-not-here"]).assert_code(2);
-    w.run(&["check", FIXTURE])
-        .assert_code(0)
-        .assert_stdout_has("example: valid");
+    w.run(&["check", FIXTURE]).assert_code(0).assert_stdout_has("example: valid");
     // The broker forgets the session: check says invalid (exit 3).
     w.broker.state().live.clear();
-    w.run(&["check", FIXTURE])
-        .assert_code(3)
-        .assert_stdout_has("example: invalid");
+    w.run(&["check", FIXTURE]).assert_code(3).assert_stdout_has("example: invalid");
     w.run(&["run", "--force", FIXTURE]).assert_code(0);
-    w.run(&["logout", FIXTURE])
-        .assert_code(0)
-        .assert_stdout_has("logged out");
+    w.run(&["logout", FIXTURE]).assert_code(0).assert_stdout_has("logged out");
     assert!(w.broker.state().live.is_empty());
     assert!(!w.token_file().exists());
-    w.run(&["get", "example"])
-        .assert_code(2)
-        .assert_stderr_has("no token stored");
+    w.run(&["get", "example"]).assert_code(2).assert_stderr_has("no token stored");
     w.assert_no_secret_leaked();
 }
 

@@ -3,3 +3,5 @@
 
 mod host;
 mod support;
+mod xts;
+mod xts_mock;

@@ -40,15 +40,7 @@ impl World {
             ("EXAMPLE_API_KEY".to_string(), key.clone()),
             ("EXAMPLE_API_SECRET".to_string(), secret.clone()),
         ];
-        World {
-            state: dir.join("state"),
-            dir,
-            broker,
-            server,
-            secret,
-            env,
-            printed: Mutex::new(Vec::new()),
-        }
+        World { state: dir.join("state"), dir, broker, server, secret, env, printed: Mutex::new(Vec::new()) }
     }
 
     /// Sets (or with `None` removes) an environment variable for later commands.
@@ -63,12 +55,7 @@ impl World {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_tokenhost"));
         c.args(args).current_dir(&self.dir).stdin(Stdio::null());
-        for var in [
-            "TOKENHOST_CONFIG",
-            "TOKENHOST_STATE_DIR",
-            "EXAMPLE_MODE",
-            "RUST_LOG",
-        ] {
+        for var in ["TOKENHOST_CONFIG", "TOKENHOST_STATE_DIR", "EXAMPLE_MODE", "RUST_LOG"] {
             c.env_remove(var);
         }
         c.env("TOKENHOST_STATE_DIR", &self.state);
@@ -116,33 +103,28 @@ impl World {
     /// directory, or if a token the broker issued appears in anything printed or logged.
     pub fn assert_no_secret_leaked(&self) {
         let tokens: Vec<String> = self.broker.state().live.clone();
+        self.assert_not_leaked(std::slice::from_ref(&self.secret), &tokens);
+    }
+
+    /// Fails if one of `secrets` appears in anything printed or in any file of the state
+    /// directory, or one of `tokens` in anything printed or any file but the token store.
+    pub fn assert_not_leaked(&self, secrets: &[String], tokens: &[String]) {
         let printed = self.printed.lock().unwrap().join("\n");
-        assert!(
-            !printed.contains(&self.secret),
-            "the API secret was printed:\n{printed}"
-        );
-        for t in &tokens {
-            assert!(
-                !printed.contains(t.as_str()),
-                "a token was printed outside `get`:\n{printed}"
-            );
+        for s in secrets {
+            assert!(!printed.contains(s.as_str()), "a secret was printed:\n{printed}");
+        }
+        for t in tokens {
+            assert!(!printed.contains(t.as_str()), "a token was printed outside `get`:\n{printed}");
         }
         for file in files_under(&self.state) {
-            let text =
-                String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
-            assert!(
-                !text.contains(&self.secret),
-                "the API secret is in {}",
-                file.display()
-            );
+            let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
+            for s in secrets {
+                assert!(!text.contains(s.as_str()), "a secret is in {}", file.display());
+            }
             let is_token_store = file.file_name().is_some_and(|n| n == "token.json");
             if !is_token_store {
-                for t in &tokens {
-                    assert!(
-                        !text.contains(t.as_str()),
-                        "a token is in {}",
-                        file.display()
-                    );
+                for t in tokens {
+                    assert!(!text.contains(t.as_str()), "a token is in {}", file.display());
                 }
             }
         }
@@ -159,11 +141,7 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p))
-        } else {
-            out.push(p)
-        }
+        if p.is_dir() { out.extend(files_under(&p)) } else { out.push(p) }
     }
     out
 }
@@ -188,31 +166,19 @@ impl From<Output> for Out {
 impl Out {
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Out {
-        assert_eq!(
-            self.code, code,
-            "exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
         self
     }
 
     #[track_caller]
     pub fn assert_stderr_has(&self, needle: &str) -> &Out {
-        assert!(
-            self.stderr.contains(needle),
-            "stderr lacks {needle:?}:\n{}",
-            self.stderr
-        );
+        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}:\n{}", self.stderr);
         self
     }
 
     #[track_caller]
     pub fn assert_stdout_has(&self, needle: &str) -> &Out {
-        assert!(
-            self.stdout.contains(needle),
-            "stdout lacks {needle:?}:\n{}",
-            self.stdout
-        );
+        assert!(self.stdout.contains(needle), "stdout lacks {needle:?}:\n{}", self.stdout);
         self
     }
 }

@@ -62,10 +62,8 @@ impl Request {
 
     /// Sets an `application/x-www-form-urlencoded` body and its content type.
     pub fn form(mut self, fields: &[(&str, &str)]) -> Request {
-        let encoded: Vec<String> = fields
-            .iter()
-            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-            .collect();
+        let encoded: Vec<String> =
+            fields.iter().map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v))).collect();
         self.body = encoded.join("&").into_bytes();
         self.header("Content-Type", "application/x-www-form-urlencoded")
     }
@@ -89,11 +87,7 @@ impl Request {
         let headers = Fields::new();
         let mut list = self.headers.clone();
         // Some brokers refuse chunked uploads; a known length is always accepted.
-        if !self.body.is_empty()
-            && !list
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        {
+        if !self.body.is_empty() && !list.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
             list.push(("Content-Length".into(), self.body.len().to_string()));
         }
         for (name, value) in &list {
@@ -113,20 +107,10 @@ impl Request {
         };
         let bad = |what: &str| protocol(format!("invalid {what} in {}", url.redacted()));
         request.set_method(&method).map_err(|_| bad("method"))?;
-        let scheme = if url.https {
-            Scheme::Https
-        } else {
-            Scheme::Http
-        };
-        request
-            .set_scheme(Some(&scheme))
-            .map_err(|_| bad("scheme"))?;
-        request
-            .set_authority(Some(&url.authority))
-            .map_err(|_| bad("host"))?;
-        request
-            .set_path_with_query(Some(&url.path))
-            .map_err(|_| bad("path"))?;
+        let scheme = if url.https { Scheme::Https } else { Scheme::Http };
+        request.set_scheme(Some(&scheme)).map_err(|_| bad("scheme"))?;
+        request.set_authority(Some(&url.authority)).map_err(|_| bad("host"))?;
+        request.set_path_with_query(Some(&url.path)).map_err(|_| bad("path"))?;
 
         let options = RequestOptions::new();
         let timeout = Some(self.timeout_secs.saturating_mul(SECOND_NS));
@@ -135,9 +119,7 @@ impl Request {
         let _ = options.set_first_byte_timeout(timeout);
         let _ = options.set_between_bytes_timeout(timeout);
 
-        let body = request
-            .body()
-            .map_err(|_| protocol("request body already taken"))?;
+        let body = request.body().map_err(|_| protocol("request body already taken"))?;
         let pending = outgoing_handler::handle(request, Some(options)).map_err(network_error)?;
         write_body(&body, &self.body)?;
         OutgoingBody::finish(body, None).map_err(network_error)?;
@@ -155,31 +137,20 @@ impl Request {
             .into_iter()
             .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
             .collect();
-        let incoming = response
-            .consume()
-            .map_err(|_| transient("response body unavailable"))?;
-        let stream = incoming
-            .stream()
-            .map_err(|_| transient("response body unavailable"))?;
+        let incoming = response.consume().map_err(|_| transient("response body unavailable"))?;
+        let stream = incoming.stream().map_err(|_| transient("response body unavailable"))?;
         let mut bytes = Vec::new();
         loop {
             match stream.blocking_read(64 * 1024) {
                 Ok(chunk) => bytes.extend_from_slice(&chunk),
                 Err(StreamError::Closed) => break,
                 Err(StreamError::LastOperationFailed(e)) => {
-                    return Err(transient(format!(
-                        "reading the response: {}",
-                        e.to_debug_string()
-                    )));
+                    return Err(transient(format!("reading the response: {}", e.to_debug_string())));
                 }
             }
         }
         drop(stream);
-        Ok(Response {
-            status,
-            headers,
-            body: bytes,
-        })
+        Ok(Response { status, headers, body: bytes })
     }
 }
 
@@ -187,31 +158,23 @@ fn write_body(body: &OutgoingBody, bytes: &[u8]) -> Result<()> {
     if bytes.is_empty() {
         return Ok(());
     }
-    let stream = body
-        .write()
-        .map_err(|_| transient("request body unavailable"))?;
+    let stream = body.write().map_err(|_| transient("request body unavailable"))?;
     for chunk in bytes.chunks(4096) {
-        stream
-            .blocking_write_and_flush(chunk)
-            .map_err(|_| transient("sending the request body failed"))?;
+        stream.blocking_write_and_flush(chunk).map_err(|_| transient("sending the request body failed"))?;
     }
     Ok(())
 }
 
 fn network_error(code: ErrorCode) -> ProviderError {
     let what = match code {
-        ErrorCode::HttpRequestDenied => {
-            "the host denied the request (host not allowed)".to_string()
-        }
+        ErrorCode::HttpRequestDenied => "the host denied the request (host not allowed)".to_string(),
         ErrorCode::DnsTimeout | ErrorCode::DnsError(_) => "DNS lookup failed".to_string(),
         ErrorCode::ConnectionRefused => "connection refused".to_string(),
         ErrorCode::ConnectionTimeout => "connection timed out".to_string(),
         ErrorCode::ConnectionReadTimeout | ErrorCode::HttpResponseTimeout => {
             "the broker did not answer in time".to_string()
         }
-        ErrorCode::HttpResponseBodySize(_) => {
-            "the answer was larger than the host allows".to_string()
-        }
+        ErrorCode::HttpResponseBodySize(_) => "the answer was larger than the host allows".to_string(),
         other => format!("HTTP failure: {other:?}"),
     };
     transient(what)
@@ -231,12 +194,8 @@ pub struct Response {
 impl Response {
     /// The body parsed as JSON; anything else is a `protocol` error.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_slice(&self.body).map_err(|_| {
-            protocol(format!(
-                "HTTP {} with a body that is not the expected JSON",
-                self.status
-            ))
-        })
+        serde_json::from_slice(&self.body)
+            .map_err(|_| protocol(format!("HTTP {} with a body that is not the expected JSON", self.status)))
     }
 
     /// The body as text.
@@ -246,10 +205,7 @@ impl Response {
 
     /// The first header called `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// 2xx.
@@ -286,27 +242,14 @@ impl Url {
         if authority.is_empty() || authority.contains('@') {
             return Err(protocol("URL has no usable host"));
         }
-        let path = if path.starts_with('?') {
-            format!("/{path}")
-        } else {
-            path.to_string()
-        };
-        Ok(Url {
-            https,
-            authority: authority.to_string(),
-            path,
-        })
+        let path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
+        Ok(Url { https, authority: authority.to_string(), path })
     }
 
     /// The URL without its query, which may hold secrets.
     fn redacted(&self) -> String {
         let path = self.path.split('?').next().unwrap_or("");
-        format!(
-            "{}://{}{}",
-            if self.https { "https" } else { "http" },
-            self.authority,
-            path
-        )
+        format!("{}://{}{}", if self.https { "https" } else { "http" }, self.authority, path)
     }
 }
 
@@ -325,9 +268,7 @@ pub fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -336,10 +277,7 @@ pub fn percent_encode(s: &str) -> String {
 
 /// The value of query parameter `name` in `params`.
 pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 impl From<ErrorCode> for ProviderError {

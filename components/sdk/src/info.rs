@@ -24,7 +24,17 @@ impl Info {
             secret,
             required,
             description,
+            aliases: Vec::new(),
         });
+        self
+    }
+
+    /// Another name for the setting added last, looked up after its own name (for the
+    /// variables of scripts the provider replaces).
+    pub fn alias(mut self, alias: &str) -> Info {
+        if let Some(last) = self.0.settings.last_mut() {
+            last.aliases.push(alias.into());
+        }
         self
     }
 
@@ -64,11 +74,7 @@ impl Info {
 
     /// Every token dies at `hour:minute` local time, `utc_offset_minutes` east of UTC.
     pub fn daily_cutoff(mut self, hour: u8, minute: u8, utc_offset_minutes: i16) -> Info {
-        self.0.daily_cutoff = Some(DailyCutoff {
-            hour,
-            minute,
-            utc_offset_minutes,
-        });
+        self.0.daily_cutoff = Some(DailyCutoff { hour, minute, utc_offset_minutes });
         self
     }
 

@@ -24,10 +24,7 @@ pub fn claims(token: &str) -> Option<Claims> {
         return None;
     }
     let all: Value = serde_json::from_slice(&base64url_decode(payload)?).ok()?;
-    let number = |name: &str| {
-        all.get(name)
-            .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
-    };
+    let number = |name: &str| all.get(name).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
     Some(Claims {
         exp: number("exp"),
         iat: number("iat"),

@@ -181,21 +181,13 @@ impl Token {
 
     /// Adds a named value that is not secret (a client code, a flag).
     pub fn with_extra(mut self, name: &str, value: impl Into<String>) -> Token {
-        self.extras.push(Extra {
-            name: name.into(),
-            value: value.into(),
-            secret: false,
-        });
+        self.extras.push(Extra { name: name.into(), value: value.into(), secret: false });
         self
     }
 
     /// Adds a named secret value (a second token).
     pub fn with_secret_extra(mut self, name: &str, value: impl Into<String>) -> Token {
-        self.extras.push(Extra {
-            name: name.into(),
-            value: value.into(),
-            secret: true,
-        });
+        self.extras.push(Extra { name: name.into(), value: value.into(), secret: true });
         self
     }
 
@@ -214,10 +206,7 @@ impl Token {
 
     /// The value of the extra called `name`.
     pub fn extra(&self, name: &str) -> Option<&str> {
-        self.extras
-            .iter()
-            .find(|e| e.name == name)
-            .map(|e| e.value.as_str())
+        self.extras.iter().find(|e| e.name == name).map(|e| e.value.as_str())
     }
 }
 
@@ -238,18 +227,12 @@ pub fn protocol(message: impl Into<String>) -> ProviderError {
 
 /// The setting `key` is missing or wrong.
 pub fn config_error(key: &str, message: impl Into<String>) -> ProviderError {
-    ProviderError::Config(ConfigProblem {
-        key: key.into(),
-        message: message.into(),
-    })
+    ProviderError::Config(ConfigProblem { key: key.into(), message: message.into() })
 }
 
 /// A person has to act; `url` is the page to open, if there is one.
 pub fn interaction_required(message: impl Into<String>, url: Option<String>) -> ProviderError {
-    ProviderError::InteractionRequired(Interaction {
-        message: message.into(),
-        url,
-    })
+    ProviderError::InteractionRequired(Interaction { message: message.into(), url })
 }
 
 /// The provider does not do `what`.

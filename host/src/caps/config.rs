@@ -23,25 +23,14 @@ pub struct Settings {
 impl Settings {
     /// No setting declared yet.
     pub fn new(account: &str, violations: Violations) -> Settings {
-        Settings {
-            account: account.into(),
-            violations,
-            ..Default::default()
-        }
+        Settings { account: account.into(), violations, ..Default::default() }
     }
 
     /// Declares the provider's keys and their resolved values (keys without a value read as
     /// not set).
-    pub fn declare(
-        &mut self,
-        keys: impl IntoIterator<Item = String>,
-        values: BTreeMap<String, Secret>,
-    ) {
+    pub fn declare(&mut self, keys: impl IntoIterator<Item = String>, values: BTreeMap<String, Secret>) {
         let keys: BTreeSet<String> = keys.into_iter().collect();
-        self.values = values
-            .into_iter()
-            .filter(|(k, _)| keys.contains(k))
-            .collect();
+        self.values = values.into_iter().filter(|(k, _)| keys.contains(k)).collect();
         self.declared = Some(keys);
     }
 
@@ -72,11 +61,7 @@ impl generated::Host for Settings {
     }
 
     fn get_all(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, ConfigError>> {
-        Ok(Ok(self
-            .values
-            .iter()
-            .map(|(k, v)| (k.clone(), v.expose().to_string()))
-            .collect()))
+        Ok(Ok(self.values.iter().map(|(k, v)| (k.clone(), v.expose().to_string())).collect()))
     }
 }
 

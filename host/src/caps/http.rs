@@ -36,26 +36,16 @@ impl HttpPolicy {
             other => return Err(format!("scheme {:?} is not allowed", other.unwrap_or(""))),
         };
         let host = uri.host().unwrap_or("").to_ascii_lowercase();
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let allowed = self
-            .allow
-            .iter()
-            .any(|rule| rule_matches(rule, &host, port, https));
+        let allowed = self.allow.iter().any(|rule| rule_matches(rule, &host, port, https));
         if !allowed {
             return Err(format!(
                 "{}://{} is not in the allowlist (from {}: {})",
                 if https { "https" } else { "http" },
                 authority(&host, port, https),
                 self.allow_from,
-                if self.allow.is_empty() {
-                    "empty".to_string()
-                } else {
-                    self.allow.join(", ")
-                }
+                if self.allow.is_empty() { "empty".to_string() } else { self.allow.join(", ") }
             ));
         }
         if !https && !self.allow_plain_http && !is_loopback(&host) {
@@ -76,11 +66,7 @@ impl HttpPolicy {
         let mut hosts = self.allow.clone();
         hosts.push(authority(host, port, https));
         let list: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
-        format!(
-            "[accounts.{}] allow_hosts = [{}]",
-            self.account,
-            list.join(", ")
-        )
+        format!("[accounts.{}] allow_hosts = [{}]", self.account, list.join(", "))
     }
 
     fn clamp(&self, options: Option<RequestOptions>) -> RequestOptions {
@@ -95,11 +81,7 @@ impl HttpPolicy {
 }
 
 fn authority(host: &str, port: u16, https: bool) -> String {
-    if port == if https { 443 } else { 80 } {
-        host.to_string()
-    } else {
-        format!("{host}:{port}")
-    }
+    if port == if https { 443 } else { 80 } { host.to_string() } else { format!("{host}:{port}") }
 }
 
 fn rule_matches(rule: &str, host: &str, port: u16, https: bool) -> bool {
@@ -115,20 +97,11 @@ fn rule_matches(rule: &str, host: &str, port: u16, https: bool) -> bool {
 
 /// 127.0.0.0/8, ::1 and localhost.
 pub fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
+    host == "localhost" || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
 }
 
-type SendResult = Result<
-    (
-        http::Response<WasiBody>,
-        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-    ),
-    HttpError,
->;
+type SendResult =
+    Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError>;
 
 impl WasiHttpHooks for HttpPolicy {
     fn send_request(
@@ -140,22 +113,16 @@ impl WasiHttpHooks for HttpPolicy {
         if let Err(why) = self.check(request.uri()) {
             let fix = self.fix_for(request.uri());
             tracing::warn!(account = %self.account, "denied HTTP request: {why}; to allow it: {fix}");
-            self.violations
-                .record(format!("denied HTTP request: {why}; to allow it: {fix}"));
+            self.violations.record(format!("denied HTTP request: {why}; to allow it: {fix}"));
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         let options = self.clamp(options);
         let cap = self.max_response_bytes;
-        let target = request
-            .uri()
-            .authority()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let target = request.uri().authority().map(|a| a.to_string()).unwrap_or_default();
         let account = self.account.clone();
         tracing::debug!(account = %account, "HTTP {} {}", request.method(), target);
         Box::new(async move {
-            let (response, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             let response = response.map(move |body| {
                 Limited::new(body, cap)
                     .map_err(move |e| match e.downcast::<HttpError>() {
@@ -167,10 +134,7 @@ impl WasiHttpHooks for HttpPolicy {
                     })
                     .boxed_unsync()
             });
-            Ok((
-                response,
-                Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-            ))
+            Ok((response, Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>))
         })
     }
 }
@@ -205,9 +169,7 @@ mod tests {
         assert!(!ok("http://127.0.0.1:8081/login"));
         // Plain http leaves loopback only when the user says so.
         let p = policy(&["plain.example"]);
-        let err = p
-            .check(&"http://plain.example/".parse().unwrap())
-            .unwrap_err();
+        let err = p.check(&"http://plain.example/".parse().unwrap()).unwrap_err();
         assert!(err.contains("allow_plain_http"), "{err}");
     }
 
@@ -215,10 +177,7 @@ mod tests {
     fn denial_names_the_config_line() {
         let p = policy(&["127.0.0.1:8080"]);
         let fix = p.fix_for(&"https://exfil.example/steal".parse().unwrap());
-        assert_eq!(
-            fix,
-            r#"[accounts.acct] allow_hosts = ["127.0.0.1:8080", "exfil.example"]"#
-        );
+        assert_eq!(fix, r#"[accounts.acct] allow_hosts = ["127.0.0.1:8080", "exfil.example"]"#);
     }
 
     #[test]

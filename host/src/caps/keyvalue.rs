@@ -37,9 +37,7 @@ impl KvStore {
                     let raw: BTreeMap<String, String> = serde_json::from_slice(&bytes)
                         .map_err(|e| KvError::Other(format!("storage file is damaged: {e}")))?;
                     let engine = base64::engine::general_purpose::STANDARD;
-                    raw.into_iter()
-                        .filter_map(|(k, v)| engine.decode(v).ok().map(|v| (k, v)))
-                        .collect()
+                    raw.into_iter().filter_map(|(k, v)| engine.decode(v).ok().map(|v| (k, v))).collect()
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
                 Err(e) => return Err(KvError::Other(format!("reading storage: {}", e.kind()))),
@@ -52,11 +50,8 @@ impl KvStore {
     fn persist(&mut self) -> Result<(), KvError> {
         let engine = base64::engine::general_purpose::STANDARD;
         let path = self.path.clone();
-        let raw: BTreeMap<&String, String> = self
-            .data()?
-            .iter()
-            .map(|(k, v)| (k, engine.encode(v)))
-            .collect();
+        let raw: BTreeMap<&String, String> =
+            self.data()?.iter().map(|(k, v)| (k, engine.encode(v))).collect();
         let bytes = serde_json::to_vec_pretty(&raw).map_err(|e| KvError::Other(e.to_string()))?;
         crate::store::write_atomic(&path, &bytes)
             .map_err(|e| KvError::Other(format!("writing storage: {}", e.kind())))
@@ -65,11 +60,7 @@ impl KvStore {
     /// Every stored value, for redacting output (a provider may keep tokens here).
     pub fn secrets(&mut self) -> Vec<Secret> {
         self.data()
-            .map(|d| {
-                d.values()
-                    .map(|v| Secret::new(String::from_utf8_lossy(v)))
-                    .collect()
-            })
+            .map(|d| d.values().map(|v| Secret::new(String::from_utf8_lossy(v))).collect())
             .unwrap_or_default()
     }
 }
@@ -107,9 +98,7 @@ impl generated::HostBucket for KvView<'_> {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), KvError>> {
         if value.len() > MAX_VALUE_BYTES {
-            return Ok(Err(KvError::Other(format!(
-                "value over the {MAX_VALUE_BYTES}-byte limit"
-            ))));
+            return Ok(Err(KvError::Other(format!("value over the {MAX_VALUE_BYTES}-byte limit"))));
         }
         let data = match self.store.data() {
             Ok(d) => d,
@@ -125,11 +114,7 @@ impl generated::HostBucket for KvView<'_> {
         Ok(self.store.persist())
     }
 
-    fn delete(
-        &mut self,
-        _: Resource<Bucket>,
-        key: String,
-    ) -> wasmtime::Result<Result<(), KvError>> {
+    fn delete(&mut self, _: Resource<Bucket>, key: String) -> wasmtime::Result<Result<(), KvError>> {
         match self.store.data().map(|d| d.remove(&key).is_some()) {
             Ok(true) => Ok(self.store.persist()),
             Ok(false) => Ok(Ok(())),
@@ -137,11 +122,7 @@ impl generated::HostBucket for KvView<'_> {
         }
     }
 
-    fn exists(
-        &mut self,
-        _: Resource<Bucket>,
-        key: String,
-    ) -> wasmtime::Result<Result<bool, KvError>> {
+    fn exists(&mut self, _: Resource<Bucket>, key: String) -> wasmtime::Result<Result<bool, KvError>> {
         Ok(self.store.data().map(|d| d.contains_key(&key)))
     }
 
@@ -151,10 +132,10 @@ impl generated::HostBucket for KvView<'_> {
         cursor: Option<u64>,
     ) -> wasmtime::Result<Result<KeyResponse, KvError>> {
         let skip = cursor.unwrap_or(0) as usize;
-        Ok(self.store.data().map(|d| KeyResponse {
-            keys: d.keys().skip(skip).cloned().collect(),
-            cursor: None,
-        }))
+        Ok(self
+            .store
+            .data()
+            .map(|d| KeyResponse { keys: d.keys().skip(skip).cloned().collect(), cursor: None }))
     }
 
     fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {

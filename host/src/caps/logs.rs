@@ -18,11 +18,7 @@ pub struct GuestOutput {
 impl GuestOutput {
     /// A fresh capture called `name` (`stdout`/`stderr`).
     pub fn new(name: &'static str) -> GuestOutput {
-        GuestOutput {
-            name,
-            pipe: MemoryOutputPipe::new(CAPACITY),
-            logged: 0,
-        }
+        GuestOutput { name, pipe: MemoryOutputPipe::new(CAPACITY), logged: 0 }
     }
 
     /// The pipe to hand to the WASI context.

@@ -23,9 +23,6 @@ impl Violations {
 
     /// Takes the breaches recorded so far.
     pub fn take(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .map(|mut v| std::mem::take(&mut *v))
-            .unwrap_or_default()
+        self.0.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
     }
 }

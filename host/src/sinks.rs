@@ -1,0 +1,162 @@
+//! Copies of a fresh token where its consumers already read it: a JSON file in the shape
+//! the old XTS scripts wrote, a line of an existing `.env`, or a file holding just the token.
+//! Every write is atomic (temp file + fsync + rename) and leaves the file mode 0600.
+
+use crate::store::{StoredToken, write_atomic};
+use crate::{Error, time};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// One sink, as in `[[accounts.NAME.sinks]]` or `run --sink KIND=PATH`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Sink {
+    /// `{"token","userID","timestamp","refreshed_at"}`, as `xts_store_token.json` was.
+    Json {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Rewrites the `VAR=` line of a `.env` file, every other line kept as it was.
+    Dotenv {
+        /// The file.
+        path: PathBuf,
+        /// The variable (default `<PREFIX>_ACCESS_TOKEN`, e.g. `UPSTOX_ACCESS_TOKEN`).
+        var: Option<String>,
+    },
+    /// The token alone.
+    Raw {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl Sink {
+    /// Parses `json=PATH`, `raw=PATH`, `dotenv=PATH` or `dotenv=PATH:VAR`.
+    pub fn parse(spec: &str) -> Result<Sink, String> {
+        let (kind, rest) = spec.split_once('=').ok_or("expected KIND=PATH (json, dotenv or raw)")?;
+        if rest.is_empty() {
+            return Err("the path is empty".into());
+        }
+        match kind {
+            "json" => Ok(Sink::Json { path: rest.into() }),
+            "raw" => Ok(Sink::Raw { path: rest.into() }),
+            "dotenv" => Ok(match rest.rsplit_once(':') {
+                Some((path, var)) if is_var_name(var) && !path.is_empty() => {
+                    Sink::Dotenv { path: path.into(), var: Some(var.into()) }
+                }
+                _ => Sink::Dotenv { path: rest.into(), var: None },
+            }),
+            other => Err(format!("unknown sink kind `{other}` (json, dotenv or raw)")),
+        }
+    }
+
+    /// The file it writes.
+    pub fn path(&self) -> &Path {
+        match self {
+            Sink::Json { path } | Sink::Dotenv { path, .. } | Sink::Raw { path } => path,
+        }
+    }
+
+    /// The same sink with a relative path taken from `base`.
+    pub fn relative_to(mut self, base: &Path) -> Sink {
+        let p = match &mut self {
+            Sink::Json { path } | Sink::Dotenv { path, .. } | Sink::Raw { path } => path,
+        };
+        if p.is_relative() && !base.as_os_str().is_empty() {
+            *p = base.join(&*p);
+        }
+        self
+    }
+
+    /// Writes `token`; `prefix` names the default `.env` variable.
+    pub fn write(&self, token: &StoredToken, prefix: &str) -> Result<(), Error> {
+        let path = self.path();
+        let bytes = match self {
+            Sink::Json { .. } => {
+                let v = serde_json::json!({
+                    "token": token.access_token.expose(),
+                    "userID": token.user_id,
+                    "timestamp": token.refreshed_at,
+                    "refreshed_at": time::iso(token.refreshed_at),
+                });
+                let mut b = serde_json::to_vec_pretty(&v).map_err(|e| Error::Config(e.to_string()))?;
+                b.push(b'\n');
+                b
+            }
+            Sink::Raw { .. } => format!("{}\n", token.access_token.expose()).into_bytes(),
+            Sink::Dotenv { var, .. } => {
+                let var = var.clone().unwrap_or_else(|| format!("{prefix}_ACCESS_TOKEN"));
+                let old = match std::fs::read_to_string(path) {
+                    Ok(s) => s,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                    Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+                };
+                set_dotenv_line(&old, &var, token.access_token.expose()).into_bytes()
+            }
+        };
+        write_atomic(path, &bytes)
+            .map_err(|e| Error::io(format!("writing the token to {}", path.display()), e))
+    }
+}
+
+fn is_var_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `text` with the assignment of `var` replaced by `var=value` (added at the end when it has
+/// none); comments, order, blank lines and line endings of everything else stay as they were.
+pub fn set_dotenv_line(text: &str, var: &str, value: &str) -> String {
+    let mut out = String::with_capacity(text.len() + value.len());
+    let mut done = false;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let ending = &line[body.len()..];
+        let assigned = body.trim_start().strip_prefix("export ").unwrap_or(body.trim_start());
+        let is_var = assigned.strip_prefix(var).is_some_and(|rest| rest.trim_start().starts_with('='));
+        if is_var && !done {
+            let export = if body.trim_start().starts_with("export ") { "export " } else { "" };
+            out.push_str(&format!("{export}{var}={value}{ending}"));
+            done = true;
+        } else if !is_var {
+            out.push_str(line);
+        }
+    }
+    if !done {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&format!("{var}={value}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotenv_rewrites_one_line_and_keeps_the_rest() {
+        let old = "# broker\nUPSTOX_API_KEY=abc\nUPSTOX_ACCESS_TOKEN=old\r\n\nOTHER=1";
+        assert_eq!(
+            set_dotenv_line(old, "UPSTOX_ACCESS_TOKEN", "new"),
+            "# broker\nUPSTOX_API_KEY=abc\nUPSTOX_ACCESS_TOKEN=new\r\n\nOTHER=1"
+        );
+        assert_eq!(set_dotenv_line("A=1", "T", "x"), "A=1\nT=x\n");
+        assert_eq!(set_dotenv_line("", "T", "x"), "T=x\n");
+        assert_eq!(set_dotenv_line("export T = old\nT_OTHER=1\n", "T", "x"), "export T=x\nT_OTHER=1\n");
+        // A duplicate assignment would shadow the new value: it goes.
+        assert_eq!(set_dotenv_line("T=a\nT=b\n", "T", "x"), "T=x\n");
+    }
+
+    #[test]
+    fn sink_specs() {
+        assert_eq!(Sink::parse("json=x.json"), Ok(Sink::Json { path: "x.json".into() }));
+        assert_eq!(
+            Sink::parse("dotenv=.env:UPSTOX_ACCESS_TOKEN"),
+            Ok(Sink::Dotenv { path: ".env".into(), var: Some("UPSTOX_ACCESS_TOKEN".into()) })
+        );
+        assert_eq!(Sink::parse("dotenv=C:/x/.env"), Ok(Sink::Dotenv { path: "C:/x/.env".into(), var: None }));
+        assert!(Sink::parse("ftp=x").is_err());
+        assert!(Sink::parse("json").is_err());
+    }
+}
