@@ -7,8 +7,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tokenhost::sandbox::ExampleBroker;
 
+#[path = "../tests/e2e/xts_mock.rs"]
+mod xts_mock;
+
 const BIN: &str = env!("CARGO_BIN_EXE_tokenhost");
 const FIXTURE: &str = env!("TOKENHOST_COMPONENT_FIXTURE");
+const XTS: &str = env!("TOKENHOST_COMPONENT_XTS");
 
 struct Sample {
     wall: Duration,
@@ -51,6 +55,44 @@ fn report(name: &str, samples: &mut [Sample]) {
     );
 }
 
+/// `run --all` over many XTS accounts on two loopback brokers: every account logs in (cold
+/// state, then `--force` with a warm compile cache), then every token is fresh.
+fn run_all(dir: &Path) {
+    let roots = [xts_mock::XtsMock::new(), xts_mock::XtsMock::new()];
+    let servers: Vec<_> = roots.iter().map(|m| m.serve()).collect();
+    for n in [100, 1000] {
+        let case = dir.join(format!("all-{n}"));
+        let state = case.join("state");
+        std::fs::create_dir_all(&case).unwrap();
+        let mut toml = String::new();
+        for i in 0..n {
+            let (mock, server) = (&roots[i % 2], &servers[i % 2]);
+            let secret = format!("secret-{n}-{i}");
+            mock.app(&format!("key-{n}-{i}"), &secret, &format!("CL{i:04}"), xts_mock::Api::Interactive);
+            toml.push_str(&format!(
+                "[accounts.client-{i:04}]\nprovider = {XTS:?}\nenv_prefix = \"C{i:04}\"\n\
+                 [accounts.client-{i:04}.settings]\napi-root = {:?}\napi-key = \"key-{n}-{i}\"\n\
+                 api-secret = {secret:?}\n\n",
+                server.url()
+            ));
+        }
+        let cfg = case.join("tokenhost.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        let cfg = cfg.to_str().unwrap();
+        let before = roots[0].state().logins + roots[1].state().logins;
+        let mut cold = vec![run_once(&state, &[], &["--config", cfg, "run", "--all"])];
+        report(&format!("run --all, {n} accounts, empty state"), &mut cold);
+        let mut forced: Vec<Sample> =
+            (0..3).map(|_| run_once(&state, &[], &["--config", cfg, "run", "--all", "--force"])).collect();
+        report(&format!("run --all --force, {n} accounts, warm cache"), &mut forced);
+        let mut fresh: Vec<Sample> =
+            (0..5).map(|_| run_once(&state, &[], &["--config", cfg, "run", "--all"])).collect();
+        report(&format!("run --all, {n} accounts, all fresh"), &mut fresh);
+        let logins = roots[0].state().logins + roots[1].state().logins - before;
+        assert_eq!(logins, 4 * n, "every account logged in once per refreshing run");
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -88,6 +130,9 @@ fn main() {
         (0..200).map(|_| run_once(&state, &env, &["--config", cfg, "run", "example"])).collect();
     report("run, token fresh (by account name)", &mut by_name);
 
+    let logins = broker.state().logins;
+    run_all(&dir);
+
     let out = Path::new(FIXTURE).parent().unwrap();
     for entry in std::fs::read_dir(out).unwrap().flatten() {
         let p = entry.path();
@@ -99,6 +144,6 @@ fn main() {
             );
         }
     }
-    println!("broker saw {} logins", broker.state().logins);
+    println!("example broker saw {logins} logins");
     let _ = std::fs::remove_dir_all(&dir);
 }
