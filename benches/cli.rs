@@ -7,12 +7,16 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tokenhost::sandbox::ExampleBroker;
 
+#[path = "../tests/e2e/upstox_mock.rs"]
+#[allow(dead_code)]
+mod upstox_mock;
 #[path = "../tests/e2e/xts_mock.rs"]
 mod xts_mock;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tokenhost");
 const FIXTURE: &str = env!("TOKENHOST_COMPONENT_FIXTURE");
 const XTS: &str = env!("TOKENHOST_COMPONENT_XTS");
+const UPSTOX: &str = env!("TOKENHOST_COMPONENT_UPSTOX");
 
 struct Sample {
     wall: Duration,
@@ -21,6 +25,11 @@ struct Sample {
 
 /// Runs the CLI once and reports its wall time and peak RSS (from wait4).
 fn run_once(state: &Path, env: &[(String, String)], args: &[&str]) -> Sample {
+    run_expecting(0, state, env, args)
+}
+
+/// Like [`run_once`], for a run that must exit with `code`.
+fn run_expecting(code: i32, state: &Path, env: &[(String, String)], args: &[&str]) -> Sample {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env("TOKENHOST_STATE_DIR", state)
@@ -38,7 +47,10 @@ fn run_once(state: &Path, env: &[(String, String)], args: &[&str]) -> Sample {
     // SAFETY: waits for our own child; `usage` and `status` are valid out-pointers.
     let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
     let wall = start.elapsed();
-    assert!(r > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "tokenhost {args:?} failed");
+    assert!(
+        r > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == code,
+        "tokenhost {args:?} failed"
+    );
     Sample { wall, max_rss_kib: usage.ru_maxrss }
 }
 
@@ -48,11 +60,8 @@ fn report(name: &str, samples: &mut [Sample]) {
     let median = ms(samples[samples.len() / 2].wall);
     let p95 = ms(samples[(samples.len() * 95 / 100).min(samples.len() - 1)].wall);
     let rss = samples.iter().map(|s| s.max_rss_kib).max().unwrap_or(0);
-    println!(
-        "{name:<44} n={:<4} median {median:>7.2} ms   p95 {p95:>7.2} ms   peak RSS {:>5.1} MiB",
-        samples.len(),
-        rss as f64 / 1024.0
-    );
+    let rss = if rss > 0 { format!("   peak RSS {:>5.1} MiB", rss as f64 / 1024.0) } else { String::new() };
+    println!("{name:<48} n={:<4} median {median:>7.2} ms   p95 {p95:>7.2} ms{rss}", samples.len());
 }
 
 /// `run --all` over many XTS accounts on two loopback brokers: every account logs in (cold
@@ -91,6 +100,46 @@ fn run_all(dir: &Path) {
         let logins = roots[0].state().logins + roots[1].state().logins - before;
         assert_eq!(logins, 4 * n, "every account logged in once per refreshing run");
     }
+}
+
+/// Upstox's phone-approved flow: `run` sends the token request (exit 5), the mock approves,
+/// and the push is POSTed to `serve-webhook`; the push's round trip is what the broker waits.
+fn upstox_push(dir: &Path) {
+    let state = dir.join("upstox-state");
+    let mock = upstox_mock::UpstoxMock::new("bench-key", "bench-secret", "http://127.0.0.1:1/cb");
+    let server = mock.serve();
+    let env = vec![
+        ("UPSTOX_API_ROOT".to_string(), server.url()),
+        ("UPSTOX_API_KEY".to_string(), "bench-key".to_string()),
+        ("UPSTOX_API_SECRET".to_string(), "bench-secret".to_string()),
+        ("UPSTOX_REDIRECT_URI".to_string(), "http://127.0.0.1:1/cb".to_string()),
+    ];
+    let mut hook = Command::new(BIN);
+    hook.args(["serve-webhook", UPSTOX, "--listen", "127.0.0.1:0"])
+        .env("TOKENHOST_STATE_DIR", &state)
+        .envs(env.iter().cloned())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut hook = hook.spawn().expect("serve-webhook");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(hook.stdout.as_mut().unwrap()), &mut line)
+        .unwrap();
+    let url =
+        line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().replace("ACCOUNT", "upstox");
+    let mut requests = Vec::new();
+    let mut pushes = Vec::new();
+    for _ in 0..30 {
+        requests.push(run_expecting(5, &state, &env, &["run", "--force", UPSTOX]));
+        let body = mock.approve().expect("a pending request");
+        let start = Instant::now();
+        let (status, _, _) = upstox_mock::http("POST", &url, &body);
+        pushes.push(Sample { wall: start.elapsed(), max_rss_kib: 0 });
+        assert_eq!(status, 200);
+    }
+    let _ = hook.kill();
+    let _ = hook.wait();
+    report("upstox run: token request sent (exit 5)", &mut requests);
+    report("upstox push: POST to stored, 200 answered", &mut pushes);
 }
 
 fn main() {
@@ -132,6 +181,7 @@ fn main() {
 
     let logins = broker.state().logins;
     run_all(&dir);
+    upstox_push(&dir);
 
     let out = Path::new(FIXTURE).parent().unwrap();
     for entry in std::fs::read_dir(out).unwrap().flatten() {

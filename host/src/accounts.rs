@@ -92,17 +92,32 @@ impl Context {
     /// comes from the info cache (by content hash) or, the first time, from the component.
     pub async fn resolve(&self, target: &Target) -> Result<Account, Error> {
         match target {
-            Target::Account(name) => self.config.account(name),
+            Target::Account(name) => match self.config.account(name) {
+                Err(e) if !self.config.file.accounts.contains_key(name) => {
+                    // Zero-config: `./NAME.wasm`, else the component this account last ran from.
+                    let local = PathBuf::from(format!("{name}.wasm"));
+                    let remembered = self.state.remembered_provider(name);
+                    match [Some(local), remembered].into_iter().flatten().find(|p| p.is_file()) {
+                        Some(path) => Ok(self.config.account_for_provider(name, &path)),
+                        None => Err(Error::Config(format!("{e}; no ./{name}.wasm either"))),
+                    }
+                }
+                other => other,
+            },
             Target::File(path) => {
                 let bytes = std::fs::read(path)
                     .map_err(|e| Error::Config(format!("cannot read provider {}: {e}", path.display())))?;
                 let sha = crate::engine::sha256_hex(&bytes);
-                if let Some(info) = crate::engine::cached_info(&self.state.cache_dir(), &sha) {
-                    return Ok(self.config.account_for_provider(&info.name, path));
-                }
-                let (host, linker) = self.runtime()?;
-                let loaded = host.load_bytes(&bytes, &path.display().to_string())?;
-                let name = self.describe(host, linker, &loaded).await?.name;
+                let name = match crate::engine::cached_info(&self.state.cache_dir(), &sha) {
+                    Some(info) => info.name,
+                    None => {
+                        let (host, linker) = self.runtime()?;
+                        let loaded = host.load_bytes(&bytes, &path.display().to_string())?;
+                        self.describe(host, linker, &loaded).await?.name
+                    }
+                };
+                // So that `check NAME`, `login NAME` and `logout NAME` find it from anywhere.
+                self.state.account(&name)?.remember_provider(path);
                 Ok(self.config.account_for_provider(&name, path))
             }
         }
@@ -168,9 +183,10 @@ impl Context {
         };
         let Some(reason) = reason else {
             if let Some(t) = &token {
-                // A sink added since the last refresh gets the token without waiting for the next.
-                let missing: Vec<Sink> = self.sinks(account).filter(|s| !s.path().exists()).collect();
-                self.write_sinks(account, t, &missing)?;
+                // A sink added or changed since the last refresh gets the token now, not at the
+                // next refresh; one that holds it already is not touched.
+                let sinks: Vec<Sink> = self.sinks(account).collect();
+                self.write_sinks(account, t, &sinks)?;
             }
             return Ok(Report {
                 account: account.name.clone(),
@@ -199,15 +215,7 @@ impl Context {
         }
 
         let result = self.refresh_locked(account, &dir, token.as_ref()).await;
-        let mut status = dir.load_status();
-        match &result {
-            Ok(stored) => status.succeeded(&stored.provider),
-            Err(e) => status.failed(None, e),
-        }
-        dir.save_status(&status)?;
-        let stored = result?;
-        let sinks: Vec<Sink> = self.sinks(account).collect();
-        self.write_sinks(account, &stored, &sinks)?;
+        let stored = self.finish(account, &dir, result)?;
         Ok(Report {
             account: account.name.clone(),
             outcome: Outcome::Refreshed(reason),
@@ -227,7 +235,38 @@ impl Context {
             provider.add_secrets(t.secrets());
         }
         let fresh = provider.refresh(current.map(to_wit)).await?;
-        let info = provider.info();
+        self.store_new(account, dir, provider.info(), fresh)
+    }
+
+    /// Records the outcome of getting a new token in the account's status and, on success,
+    /// copies the token to the sinks. The caller holds the account's lock.
+    pub fn finish(
+        &self,
+        account: &Account,
+        dir: &AccountDir,
+        result: Result<StoredToken, Error>,
+    ) -> Result<StoredToken, Error> {
+        let mut status = dir.load_status();
+        match &result {
+            Ok(stored) => status.succeeded(&stored.provider),
+            Err(e) => status.failed(None, e),
+        }
+        dir.save_status(&status)?;
+        let stored = result?;
+        let sinks: Vec<Sink> = self.sinks(account).collect();
+        self.write_sinks(account, &stored, &sinks)?;
+        Ok(stored)
+    }
+
+    /// Stores `fresh`, which the provider described by `info` just produced, with its expiry
+    /// resolved by the host's policy. The caller holds the account's lock.
+    pub fn store_new(
+        &self,
+        account: &Account,
+        dir: &AccountDir,
+        info: &provider::ProviderInfo,
+        fresh: Token,
+    ) -> Result<StoredToken, Error> {
         let cutoff = info.daily_cutoff.map(|c| Cutoff {
             hour: c.hour,
             minute: c.minute,
@@ -271,8 +310,12 @@ impl Context {
     fn write_sinks(&self, account: &Account, token: &StoredToken, sinks: &[Sink]) -> Result<(), Error> {
         let prefix = crate::settings::env_prefix(account, &token.provider);
         for sink in sinks {
-            sink.write(token, &prefix).map_err(|e| Error::Config(format!("the token is stored, but {e}")))?;
-            tracing::info!(account = %account.name, "token copied to {}", sink.path().display());
+            if sink
+                .write(token, &prefix)
+                .map_err(|e| Error::Config(format!("the token is stored, but {e}")))?
+            {
+                tracing::info!(account = %account.name, "token copied to {}", sink.path().display());
+            }
         }
         Ok(())
     }
@@ -302,7 +345,12 @@ impl Context {
         let mut provider = self.start(account).await?;
         provider.add_secrets(token.secrets());
         match provider.revoke(to_wit(&token)).await {
-            Ok(()) | Err(Error::Rejected(_)) => dir.remove_token(),
+            Ok(()) | Err(Error::Rejected(_)) => {
+                let mut status = dir.load_status();
+                status.logged_out_at = Some(time::now());
+                dir.save_status(&status)?;
+                dir.remove_token()
+            }
             Err(e) => Err(e),
         }
     }

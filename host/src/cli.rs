@@ -84,6 +84,33 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Raw)]
         format: Format,
     },
+    /// Log in through the broker's web page (for brokers that need a person)
+    #[command(after_help = EXIT_CODES)]
+    Login {
+        /// Account (or provider component)
+        account: String,
+        /// Print the address instead of opening a browser
+        #[arg(long)]
+        no_browser: bool,
+        /// Give up after this many seconds without a login
+        #[arg(long, default_value_t = 300, value_name = "SECS")]
+        timeout: u64,
+        /// Also copy the token to KIND=PATH, as with `run`. Repeatable
+        #[arg(long, value_name = "KIND=PATH", value_parser = crate::sinks::Sink::parse)]
+        sink: Vec<crate::sinks::Sink>,
+    },
+    /// Receive tokens brokers push to a webhook (POST /push/ACCOUNT)
+    ServeWebhook {
+        /// Accounts to accept pushes for (default: every configured account, else every
+        /// account that has run from a provider file)
+        accounts: Vec<String>,
+        /// ip:port to listen on [default: [webhook] listen in the config, else 127.0.0.1:8977]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Also copy each token to KIND=PATH, as with `run`. Repeatable
+        #[arg(long, value_name = "KIND=PATH", value_parser = crate::sinks::Sink::parse)]
+        sink: Vec<crate::sinks::Sink>,
+    },
     /// Revoke the token at the broker and forget it
     Logout {
         /// Account (or provider component)
@@ -129,6 +156,8 @@ impl Command {
             Command::Check { .. } => "check",
             Command::Get { .. } => "get",
             Command::Logout { .. } => "logout",
+            Command::Login { .. } => "login",
+            Command::ServeWebhook { .. } => "serve-webhook",
             Command::Inspect { .. } => "inspect",
             Command::Demo => "demo",
         }
@@ -145,7 +174,9 @@ fn run_inner(cli: Cli) -> Result<ExitCode, Error> {
     init_logging(&cli, Some(&state));
     let config = Config::load(cli.config.as_deref())?;
     let mut ctx = Context::new(state, config);
-    if let Command::Run { sink, .. } = &cli.command {
+    if let Command::Run { sink, .. } | Command::Login { sink, .. } | Command::ServeWebhook { sink, .. } =
+        &cli.command
+    {
         ctx.extra_sinks = sink.clone();
     }
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -164,6 +195,17 @@ fn run_inner(cli: Cli) -> Result<ExitCode, Error> {
                 out(&format!("{}: logged out, token forgotten", acct.name));
                 Ok(ExitCode::Ok)
             }
+            Command::Login { account, no_browser, timeout, .. } => {
+                let acct = ctx.resolve(&Target::parse(&account)).await?;
+                let opts = crate::login::Options {
+                    open_browser: !no_browser,
+                    timeout: std::time::Duration::from_secs(timeout),
+                };
+                let token = crate::login::login(&ctx, &acct, &opts).await?;
+                out(&format!("{}: logged in, {}", acct.name, describe_expiry(token.expires_at)));
+                Ok(ExitCode::Ok)
+            }
+            Command::ServeWebhook { accounts, listen, .. } => serve_webhook_cmd(&ctx, accounts, listen).await,
             Command::Inspect { provider, json } => inspect_cmd(&ctx, &provider, json).await,
             Command::Demo => unreachable!("handled above"),
         }
@@ -185,7 +227,10 @@ fn init_logging(cli: &Cli, state: Option<&StateDir>) {
         .without_time()
         .with_ansi(std::io::stderr().is_terminal())
         .with_filter(level)
-        .with_filter(tracing_subscriber::filter::filter_fn(|m| m.target() != LOG_FILE_ONLY));
+        // wasmtime-wasi-http warns about every broken connection; the provider reports it.
+        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+            m.target() != LOG_FILE_ONLY && !m.target().starts_with("wasmtime_wasi_http")
+        }));
     let file = state.and_then(|s| {
         let f = std::fs::OpenOptions::new().create(true).append(true).open(s.log_path()).ok()?;
         #[cfg(unix)]
@@ -205,7 +250,7 @@ fn init_logging(cli: &Cli, state: Option<&StateDir>) {
 }
 
 /// Prints a result line; a closed stdout is not an error.
-fn out(line: &str) {
+pub(crate) fn out(line: &str) {
     let mut o = std::io::stdout().lock();
     let _ = writeln!(o, "{line}");
 }
@@ -406,6 +451,40 @@ pub fn status_table(rows: &[StatusRow]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+async fn serve_webhook_cmd(
+    ctx: &Context,
+    names: Vec<String>,
+    listen: Option<String>,
+) -> Result<ExitCode, Error> {
+    let names = if !names.is_empty() {
+        names
+    } else if !ctx.config.account_names().is_empty() {
+        ctx.config.account_names()
+    } else {
+        ctx.state.accounts().into_iter().filter(|n| ctx.state.remembered_provider(n).is_some()).collect()
+    };
+    if names.is_empty() {
+        return Err(Error::Config(
+            "no accounts to receive pushes for: name them, configure them in tokenhost.toml, or run a provider file once"
+                .into(),
+        ));
+    }
+    let mut accounts = Vec::new();
+    for name in &names {
+        accounts.push(ctx.resolve(&Target::parse(name)).await?);
+    }
+    let listen = listen
+        .or_else(|| ctx.config.file.webhook.listen.clone())
+        .unwrap_or_else(|| crate::webhook::DEFAULT_LISTEN.into());
+    let names: Vec<&str> = accounts.iter().map(|a| a.name.as_str()).collect();
+    let names = names.join(", ");
+    crate::webhook::serve(ctx, &listen, accounts.clone(), |addr| {
+        out(&format!("receiving pushes on http://{addr}/push/ACCOUNT for {names}"));
+    })
+    .await?;
+    Ok(ExitCode::Ok)
 }
 
 async fn check_cmd(ctx: &Context, account: &str) -> Result<ExitCode, Error> {

@@ -14,13 +14,16 @@ pub mod cli;
 mod demo;
 pub mod engine;
 mod error;
+pub mod login;
 pub mod policy;
 pub mod provider;
 pub mod sandbox;
 pub mod secret;
+pub mod serve;
 pub mod settings;
 pub mod sinks;
 pub mod store;
 pub mod time;
+pub mod webhook;
 
 pub use error::{Error, ExitCode};

@@ -5,7 +5,9 @@ fn main() -> std::process::ExitCode {
     let code = match tokenhost::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            let lead =
+                if e.exit_code() == tokenhost::ExitCode::Interaction { "action needed" } else { "error" };
+            eprintln!("{lead}: {e}");
             e.exit_code()
         }
     };

@@ -45,13 +45,18 @@ pub fn resolve_expiry(
 /// The `exp` claim of a JWT, read without checking the signature (the brokers' keys are not
 /// ours); `None` when the token is not a JWT.
 pub fn jwt_exp(token: &str) -> Option<i64> {
+    jwt_claim(token, "exp")
+}
+
+/// A numeric claim (`exp`, `iat`) of a JWT, read without checking the signature.
+pub fn jwt_claim(token: &str, name: &str) -> Option<i64> {
     let mut parts = token.split('.');
     let payload = parts.nth(1)?;
     parts.next()?;
     let bytes =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("exp").and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+    claims.get(name).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
 }
 
 /// Why a refresh is due.

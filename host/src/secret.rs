@@ -45,6 +45,26 @@ pub fn redact(text: &str, secrets: &[Secret]) -> String {
     out
 }
 
+/// 128 unpredictable bits as hex (for login `state` values and test secrets). SipHash keyed
+/// by the OS's randomness, through std's `RandomState`; no extra dependency.
+pub fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let half = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(N.fetch_add(1, Ordering::Relaxed));
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        h.finish()
+    };
+    format!("{:016x}{:016x}", half(), half())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,17 @@ pub struct ConfigFile {
     /// Accounts by name.
     #[serde(default)]
     pub accounts: BTreeMap<String, AccountConfig>,
+    /// `[webhook]`: where `serve-webhook` listens for brokers' pushes.
+    #[serde(default)]
+    pub webhook: WebhookConfig,
+}
+
+/// `[webhook]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `ip:port` to listen on (default 127.0.0.1:8977; put a TLS proxy in front of it).
+    pub listen: Option<String>,
 }
 
 /// `[limits]` and `[accounts.NAME.limits]`.

@@ -68,9 +68,16 @@ impl Sink {
         self
     }
 
-    /// Writes `token`; `prefix` names the default `.env` variable.
-    pub fn write(&self, token: &StoredToken, prefix: &str) -> Result<(), Error> {
+    /// Makes the file hold `token` (`prefix` names the default `.env` variable). A file that
+    /// already does is left alone, so this is cheap to call on every run; returns whether it
+    /// wrote.
+    pub fn write(&self, token: &StoredToken, prefix: &str) -> Result<bool, Error> {
         let path = self.path();
+        let old = match std::fs::read(path) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
         let bytes = match self {
             Sink::Json { .. } => {
                 let v = serde_json::json!({
@@ -86,16 +93,18 @@ impl Sink {
             Sink::Raw { .. } => format!("{}\n", token.access_token.expose()).into_bytes(),
             Sink::Dotenv { var, .. } => {
                 let var = var.clone().unwrap_or_else(|| format!("{prefix}_ACCESS_TOKEN"));
-                let old = match std::fs::read_to_string(path) {
-                    Ok(s) => s,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-                    Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
-                };
-                set_dotenv_line(&old, &var, token.access_token.expose()).into_bytes()
+                let text = String::from_utf8(old.clone().unwrap_or_default()).map_err(|_| {
+                    Error::Config(format!("{} is not UTF-8 text; it was left alone", path.display()))
+                })?;
+                set_dotenv_line(&text, &var, token.access_token.expose()).into_bytes()
             }
         };
+        if old.as_deref() == Some(&bytes[..]) {
+            return Ok(false);
+        }
         write_atomic(path, &bytes)
-            .map_err(|e| Error::io(format!("writing the token to {}", path.display()), e))
+            .map_err(|e| Error::io(format!("writing the token to {}", path.display()), e))?;
+        Ok(true)
     }
 }
 

@@ -88,7 +88,13 @@ pub struct AccountStatus {
     /// The broker called the token refreshed at this time invalid (from `check`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalid_token_of: Option<i64>,
+    /// When the token was last revoked with `logout`: tokens issued before are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logged_out_at: Option<i64>,
 }
+
+/// Where an account notes the component it last ran from.
+const PROVIDER_FILE: &str = "provider.path";
 
 /// Held while an account refreshes; dropping it releases the lock.
 #[derive(Debug)]
@@ -146,6 +152,13 @@ impl StateDir {
         Ok(AccountDir { name: name.to_string(), dir })
     }
 
+    /// The component account `name` last ran from (see [`AccountDir::remember_provider`]).
+    pub fn remembered_provider(&self, name: &str) -> Option<PathBuf> {
+        validate_account_name(name).ok()?;
+        let text = fs::read_to_string(self.root.join("accounts").join(name).join(PROVIDER_FILE)).ok()?;
+        Some(PathBuf::from(text.trim_end_matches('\n')))
+    }
+
     /// Accounts that have a folder, sorted.
     pub fn accounts(&self) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(self.root.join("accounts"))
@@ -201,6 +214,19 @@ impl AccountDir {
     /// Records the last outcome.
     pub fn save_status(&self, status: &AccountStatus) -> Result<(), Error> {
         write_json(&self.dir.join("status.json"), status)
+    }
+
+    /// Notes that the account runs the component at `path`, for commands that name the
+    /// account without a config file.
+    pub fn remember_provider(&self, path: &Path) {
+        let Ok(abs) = std::path::absolute(path) else { return };
+        let file = self.dir.join(PROVIDER_FILE);
+        let line = format!("{}\n", abs.display());
+        if fs::read_to_string(&file).ok().as_deref() != Some(line.as_str())
+            && let Err(e) = write_atomic(&file, line.as_bytes())
+        {
+            tracing::debug!("could not note the provider of `{}`: {e}", self.name);
+        }
     }
 
     /// The provider's key-value file.

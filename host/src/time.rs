@@ -23,7 +23,13 @@ pub fn relative(ts: i64, now: i64) -> String {
     if a < 1 {
         return "just now".into();
     }
-    let span = if a >= 86_400 {
+    if d >= 0 { format!("in {}", span(a)) } else { format!("{} ago", span(a)) }
+}
+
+/// `5h 12m`, `5m`, `40s` for a number of seconds.
+pub fn span(secs: i64) -> String {
+    let a = secs.abs();
+    if a >= 86_400 {
         format!("{}d {}h", a / 86_400, a % 86_400 / 3600)
     } else if a >= 3600 {
         format!("{}h {}m", a / 3600, a % 3600 / 60)
@@ -31,8 +37,7 @@ pub fn relative(ts: i64, now: i64) -> String {
         format!("{}m", a / 60)
     } else {
         format!("{a}s")
-    };
-    if d >= 0 { format!("in {span}") } else { format!("{span} ago") }
+    }
 }
 
 /// The first moment after `after` at which the local time (UTC + `offset_minutes`) reads
@@ -84,6 +89,12 @@ mod tests {
         let early = t - 9 * 3600;
         assert_eq!(iso(early), "2026-11-21T19:30:00Z");
         assert_eq!(iso(next_daily(early, 3, 30, ist)), "2026-11-21T22:00:00Z");
+        // 23:50 IST, before midnight (18:20Z) -> 03:30 IST the next morning, 3h 40m later.
+        let late = t + 13 * 3600 + 50 * 60;
+        assert_eq!(iso(late), "2026-11-22T18:20:00Z");
+        assert_eq!(next_daily(late, 3, 30, ist), late + 3 * 3600 + 40 * 60);
+        // 00:10 IST, after midnight -> 03:30 IST the same morning, the same instant.
+        assert_eq!(next_daily(late + 20 * 60, 3, 30, ist), late + 3 * 3600 + 40 * 60);
         // Exactly at the cut-off -> the next day's.
         let at = next_daily(t, 3, 30, ist);
         assert_eq!(next_daily(at, 3, 30, ist), at + 86_400);

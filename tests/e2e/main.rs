@@ -3,5 +3,7 @@
 
 mod host;
 mod support;
+mod upstox;
+mod upstox_mock;
 mod xts;
 mod xts_mock;

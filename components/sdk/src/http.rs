@@ -175,6 +175,12 @@ fn network_error(code: ErrorCode) -> ProviderError {
             "the broker did not answer in time".to_string()
         }
         ErrorCode::HttpResponseBodySize(_) => "the answer was larger than the host allows".to_string(),
+        ErrorCode::HttpProtocolError | ErrorCode::ConnectionTerminated => {
+            "the broker closed the connection without a complete answer".to_string()
+        }
+        ErrorCode::TlsCertificateError | ErrorCode::TlsAlertReceived(_) | ErrorCode::TlsProtocolError => {
+            "the TLS handshake with the broker failed (certificate not trusted?)".to_string()
+        }
         other => format!("HTTP failure: {other:?}"),
     };
     transient(what)
