@@ -214,13 +214,45 @@ impl Context {
             });
         }
 
-        let result = self.refresh_locked(account, &dir, token.as_ref()).await;
+        let result = self.refresh_with_retries(account, &dir, token.as_ref()).await;
         let stored = self.finish(account, &dir, result)?;
         Ok(Report {
             account: account.name.clone(),
             outcome: Outcome::Refreshed(reason),
             expires_at: stored.expires_at,
         })
+    }
+
+    /// Refreshes, retrying transient failures as the account's retry policy says; every other
+    /// failure ends it at once.
+    async fn refresh_with_retries(
+        &self,
+        account: &Account,
+        dir: &AccountDir,
+        current: Option<&StoredToken>,
+    ) -> Result<StoredToken, Error> {
+        let retry = self.config.retry(account);
+        let started = std::time::Instant::now();
+        let mut attempt = 1;
+        loop {
+            let result = self.refresh_locked(account, dir, current).await;
+            let Err(Error::Transient(e)) = &result else { return result };
+            let wait = retry.delay(attempt, jitter());
+            if attempt >= retry.attempts || started.elapsed() + wait > retry.max_total {
+                if attempt > 1 {
+                    return Err(Error::Transient(format!("{e} (gave up after {attempt} attempts)")));
+                }
+                return result;
+            }
+            tracing::warn!(
+                account = %account.name,
+                "attempt {attempt} of {} failed, retrying in {:.1} s: {e}",
+                retry.attempts,
+                wait.as_secs_f64()
+            );
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
     }
 
     async fn refresh_locked(
@@ -354,6 +386,12 @@ impl Context {
             Err(e) => Err(e),
         }
     }
+}
+
+/// A number in [-1, 1] that differs between processes and calls.
+fn jitter() -> f64 {
+    let bits = u64::from_str_radix(&crate::secret::random_hex()[..16], 16).unwrap_or(0);
+    (bits as f64 / u64::MAX as f64) * 2.0 - 1.0
 }
 
 fn poisoned() -> Error {

@@ -58,6 +58,10 @@ pub enum Command {
         /// (rewrites one line), raw=FILE (the token alone). Repeatable
         #[arg(long, value_name = "KIND=PATH", value_parser = crate::sinks::Sink::parse)]
         sink: Vec<crate::sinks::Sink>,
+        /// Attempts for a transient failure, the first included (overrides `[retry] attempts`;
+        /// 1 = no retry)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+        attempts: Option<u32>,
         /// With --all: how many accounts refresh at once
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
         jobs: u16,
@@ -167,7 +171,9 @@ impl Command {
 fn run_inner(cli: Cli) -> Result<ExitCode, Error> {
     let state_path = cli.state_dir.clone().unwrap_or_else(StateDir::default_path);
     if let Command::Demo = cli.command {
-        init_logging(&cli, None);
+        // The demo's own lines say what happened; its expected failures need no warnings.
+        let quiet = Cli { quiet: cli.verbose == 0, ..cli };
+        init_logging(&quiet, None);
         return crate::demo::run();
     }
     let state = StateDir::open(&state_path)?;
@@ -178,6 +184,12 @@ fn run_inner(cli: Cli) -> Result<ExitCode, Error> {
         &cli.command
     {
         ctx.extra_sinks = sink.clone();
+    }
+    if let Command::Run { attempts: Some(n), .. } = &cli.command {
+        ctx.config.file.retry.attempts = Some(*n);
+        for account in ctx.config.file.accounts.values_mut() {
+            account.retry.attempts = Some(*n);
+        }
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -564,11 +576,13 @@ async fn inspect_cmd(ctx: &Context, path: &std::path::Path, json: bool) -> Resul
         crate::provider::Provider::start(host, linker, &loaded, &grants, |_| Ok(Default::default())).await?;
     let info = p.info();
     let prefix = info.name.to_ascii_uppercase().replace(['-', '.'], "_");
+    // Required settings as placeholders; optional ones are named after the command.
     let mut cmd = String::from("wasmtime run -S http -S config -S keyvalue");
-    for s in &info.settings {
+    for s in info.settings.iter().filter(|s| s.required) {
         cmd.push_str(&format!(" -S config-var={}=<{}>", s.name, s.name));
     }
-    cmd.push_str(&format!(" --invoke 'refresh(none)' {}", path.display()));
+    cmd.push_str(&format!(" --invoke 'refresh(none)' '{}'", path.display()));
+    let optional: Vec<&str> = info.settings.iter().filter(|s| !s.required).map(|s| s.name.as_str()).collect();
     if json {
         let settings: Vec<_> = info
             .settings
@@ -586,6 +600,7 @@ async fn inspect_cmd(ctx: &Context, path: &std::path::Path, json: bool) -> Resul
             "daily_cutoff": info.daily_cutoff.map(|c| serde_json::json!({"hour": c.hour, "minute": c.minute, "utc_offset_minutes": c.utc_offset_minutes})),
             "refresh_ahead_secs": info.refresh_ahead_secs,
             "wasmtime_command": cmd,
+            "wasmtime_optional_settings": optional,
         });
         out(&serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(ExitCode::Ok);
@@ -615,7 +630,7 @@ async fn inspect_cmd(ctx: &Context, path: &std::path::Path, json: bool) -> Resul
         "settings".to_string(),
     ];
     for s in &info.settings {
-        let flags = [s.required.then_some("required"), s.secret.then_some("secret")]
+        let flags = [Some(if s.required { "required" } else { "optional" }), s.secret.then_some("secret")]
             .into_iter()
             .flatten()
             .collect::<Vec<_>>()
@@ -629,6 +644,9 @@ async fn inspect_cmd(ctx: &Context, path: &std::path::Path, json: bool) -> Resul
         ));
     }
     lines.push(format!("without tokenhost:\n  {cmd}"));
+    if !optional.is_empty() {
+        lines.push(format!("  (optional: add -S config-var=KEY=VALUE for {})", optional.join(", ")));
+    }
     out(&lines.join("\n"));
     Ok(ExitCode::Ok)
 }

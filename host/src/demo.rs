@@ -46,6 +46,9 @@ fn demo(dir: &std::path::Path) -> Result<ExitCode, Error> {
     account.settings.insert("api-key".into(), "demo-key".into());
     account.settings.insert("api-secret".into(), secret);
     let mut file = ConfigFile::default();
+    // Quick retries, so the demo shows them without waiting seconds.
+    file.retry.attempts = Some(3);
+    file.retry.first_delay_ms = Some(100);
     file.accounts.insert("demo".into(), account);
     let state = StateDir::open(dir.join("state"))?;
     let ctx = Context::new(state, Config::from_file(file));
@@ -93,14 +96,17 @@ fn demo(dir: &std::path::Path) -> Result<ExitCode, Error> {
         ctx.check(&acct).await?;
         step(5, "check: the broker accepts the token");
 
-        broker.state().faults = vec![Fault::Unavailable];
+        broker.state().faults = vec![Fault::Unavailable; 3];
+        let t = Instant::now();
         match ctx.run(&acct, true).await {
             Err(e) => step(
                 6,
                 &format!(
-                    "forced refresh while the broker answers 503: {} error (exit {}), old token kept",
+                    "forced refresh while the broker answers 503: 3 attempts with backoff, then a {} \
+                     error (exit {}), old token kept  [{} ms]",
                     e.kind(),
-                    e.exit_code() as i32
+                    e.exit_code() as i32,
+                    t.elapsed().as_millis()
                 ),
             ),
             Ok(_) => return Err(Error::Fault("the injected broker failure was not reported".into())),
@@ -111,11 +117,16 @@ fn demo(dir: &std::path::Path) -> Result<ExitCode, Error> {
             return Err(Error::Fault("the stored token changed after a failed refresh".into()));
         }
 
+        broker.state().faults = vec![Fault::Unavailable];
         let t = Instant::now();
         let healed = ctx.run(&acct, true).await?;
         step(
             7,
-            &format!("broker back: {}  [{} ms, warm cache]", report_line(&healed), t.elapsed().as_millis()),
+            &format!(
+                "broker fails once more, the retry gets through: {}  [{} ms, warm cache]",
+                report_line(&healed),
+                t.elapsed().as_millis()
+            ),
         );
 
         step(8, "status:");

@@ -24,6 +24,9 @@ pub struct ConfigFile {
     /// Accounts by name.
     #[serde(default)]
     pub accounts: BTreeMap<String, AccountConfig>,
+    /// Retries of transient failures for every account.
+    #[serde(default)]
+    pub retry: RetryConfig,
     /// `[webhook]`: where `serve-webhook` listens for brokers' pushes.
     #[serde(default)]
     pub webhook: WebhookConfig,
@@ -53,6 +56,44 @@ pub struct LimitsConfig {
     pub max_response_kib: Option<u64>,
 }
 
+/// `[retry]` and `[accounts.NAME.retry]`: how a transient failure (network, 5xx, timeout,
+/// garbled answer) is retried. Rejected credentials and "a person has to act" never are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included (default 3; 1 turns retries off).
+    pub attempts: Option<u32>,
+    /// Wait before the second attempt, milliseconds (default 2000); doubled each time after.
+    pub first_delay_ms: Option<u64>,
+    /// Longest wait between two attempts, milliseconds (default 60000).
+    pub max_delay_ms: Option<u64>,
+    /// No attempt starts later than this after the first, seconds (default 300).
+    pub max_total_secs: Option<u64>,
+}
+
+/// The retry policy of one account, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Attempts in all.
+    pub attempts: u32,
+    /// Wait before the second attempt.
+    pub first_delay: Duration,
+    /// Longest wait.
+    pub max_delay: Duration,
+    /// Budget from the first attempt's start.
+    pub max_total: Duration,
+}
+
+impl Retry {
+    /// The wait before attempt `n + 1` after `n` failed ones (`n` >= 1): exponential, capped,
+    /// with jitter of up to a quarter either way so that many accounts do not retry in step.
+    pub fn delay(&self, n: u32, jitter: f64) -> Duration {
+        let base = self.first_delay.as_secs_f64() * 2f64.powi(n.saturating_sub(1).min(30) as i32);
+        let capped = base.min(self.max_delay.as_secs_f64());
+        Duration::from_secs_f64(capped * (1.0 + 0.25 * jitter.clamp(-1.0, 1.0)))
+    }
+}
+
 /// `[accounts.NAME]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,6 +118,9 @@ pub struct AccountConfig {
     /// Where else to copy each new token.
     #[serde(default)]
     pub sinks: Vec<crate::sinks::Sink>,
+    /// Retries for this account.
+    #[serde(default)]
+    pub retry: RetryConfig,
 }
 
 /// The loaded configuration.
@@ -211,6 +255,18 @@ impl Config {
         }
     }
 
+    /// The account's retry policy: its own section, then `[retry]`, then the defaults.
+    pub fn retry(&self, account: &Account) -> Retry {
+        let (a, g) = (&account.config.retry, &self.file.retry);
+        let ms = |a: Option<u64>, g: Option<u64>, d: u64| Duration::from_millis(a.or(g).unwrap_or(d));
+        Retry {
+            attempts: a.attempts.or(g.attempts).unwrap_or(3).max(1),
+            first_delay: ms(a.first_delay_ms, g.first_delay_ms, 2000),
+            max_delay: ms(a.max_delay_ms, g.max_delay_ms, 60_000),
+            max_total: Duration::from_secs(a.max_total_secs.or(g.max_total_secs).unwrap_or(300)),
+        }
+    }
+
     /// What the account grants its provider.
     pub fn grants(&self, account: &Account, state: &StateDir) -> Result<Grants, Error> {
         Ok(Grants {
@@ -288,6 +344,22 @@ mod tests {
     fn env_names_follow_the_old_scripts() {
         assert_eq!(env_var_name("UPSTOX", "api-key"), "UPSTOX_API_KEY");
         assert_eq!(env_var_name("XTS", "api-root"), "XTS_API_ROOT");
+    }
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap_with_bounded_jitter() {
+        let r = Retry {
+            attempts: 5,
+            first_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(3),
+            max_total: Duration::from_secs(60),
+        };
+        assert_eq!(r.delay(1, 0.0), Duration::from_secs(1));
+        assert_eq!(r.delay(2, 0.0), Duration::from_secs(2));
+        assert_eq!(r.delay(3, 0.0), Duration::from_secs(3));
+        assert_eq!(r.delay(30, 0.0), Duration::from_secs(3));
+        assert_eq!(r.delay(1, 1.0), Duration::from_millis(1250));
+        assert_eq!(r.delay(1, -7.0), Duration::from_millis(750));
     }
 
     #[test]

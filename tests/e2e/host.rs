@@ -141,7 +141,7 @@ fn broker_faults_are_transient_and_keep_the_token() {
     ];
     for (fault, message) in cases {
         w.broker.state().faults = vec![fault];
-        w.run(&["run", "--force", FIXTURE]).assert_code(4).assert_stderr_has(message);
+        w.run(&["run", "--force", "--attempts", "1", FIXTURE]).assert_code(4).assert_stderr_has(message);
         assert_eq!(std::fs::read(w.token_file()).unwrap(), good, "{fault:?}");
     }
     w.assert_no_secret_leaked();
@@ -361,4 +361,32 @@ fn demo_runs_from_a_fresh_state_and_names_each_step() {
         .assert_stdout_has("component not loaded: demo: fresh")
         .assert_stdout_has("old token kept")
         .assert_stdout_has("ACCOUNT");
+}
+
+#[test]
+fn transient_failures_are_retried_with_backoff_and_rejections_are_not() {
+    let mut w = World::new("retries");
+    w.write("tokenhost.toml", "[retry]\nattempts = 3\nfirst_delay_ms = 50\n");
+    let logins = |w: &World| w.broker.state().seen.iter().filter(|s| *s == "POST /v1/session").count();
+    // Healed on the third attempt: exit 0, exactly three requests.
+    w.broker.state().faults = vec![Fault::Unavailable, Fault::Unavailable];
+    w.run(&["run", FIXTURE]).assert_code(0).assert_stderr_has("attempt 2 of 3 failed, retrying in");
+    assert_eq!(logins(&w), 3);
+    // Still failing after the third: exit 4, three more requests, the token kept.
+    let good = std::fs::read(w.token_file()).unwrap();
+    w.broker.state().faults = vec![Fault::Unavailable; 3];
+    w.run(&["run", "--force", FIXTURE]).assert_code(4).assert_stderr_has("gave up after 3 attempts");
+    assert_eq!(logins(&w), 6);
+    assert_eq!(std::fs::read(w.token_file()).unwrap(), good);
+    // `--attempts 1` turns retries off for one run.
+    w.broker.state().faults = vec![Fault::Unavailable];
+    w.run(&["run", "--force", "--attempts", "1", FIXTURE]).assert_code(4);
+    assert_eq!(logins(&w), 7);
+    // Rejected credentials: one request, exit 3.
+    let wrong = format!("WrOnG-{}", tokenhost::sandbox::nonce());
+    w.set_env("EXAMPLE_API_SECRET", Some(&wrong));
+    w.run(&["run", "--force", FIXTURE]).assert_code(3);
+    assert_eq!(logins(&w), 8);
+    w.assert_not_leaked(&[wrong], &[]);
+    w.assert_no_secret_leaked();
 }

@@ -2,6 +2,7 @@
 //! brokers on 127.0.0.1, with real components built from `components/`.
 
 mod host;
+mod portable;
 mod support;
 mod upstox;
 mod upstox_mock;

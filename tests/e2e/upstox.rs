@@ -284,7 +284,7 @@ fn token_request_faults_give_the_documented_codes_and_keep_the_token() {
     let first = up.good_login(&[]);
     for fault in TRANSIENT.into_iter().chain([Fault::Slow(Duration::from_secs(3))]) {
         up.mock.fault(fault);
-        up.w.run(&["run", "upstox", "--force"]).assert_code(4);
+        up.w.run(&["run", "upstox", "--force", "--attempts", "1"]).assert_code(4);
         assert_eq!(up.stored_token().as_deref(), Some(first.as_str()), "{fault:?}");
     }
     // Only the slow answer got through to the broker, too late to count.

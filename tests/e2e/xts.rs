@@ -157,7 +157,7 @@ fn broker_faults_keep_the_previous_token() {
     ];
     for (fault, code, message) in cases {
         x.mock.state().faults = vec![fault];
-        x.w.run(&["run", "--force", XTS]).assert_code(code).assert_stderr_has(message);
+        x.w.run(&["run", "--force", "--attempts", "1", XTS]).assert_code(code).assert_stderr_has(message);
         assert_eq!(std::fs::read(x.token_file()).unwrap(), good, "{fault:?}");
     }
     // A wrong secret: rejected with the broker's description, token kept, secret never shown.
