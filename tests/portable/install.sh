@@ -15,7 +15,10 @@ if [ ! -x "$root/bin/wasmtime" ]; then
     rm -rf "$root" && mv "$root.partial" "$root"
 fi
 if [ ! -d "$here/node/node_modules/@bytecodealliance/jco" ]; then
-    echo "installing jco and the WASI shims (npm ci)" >&2
-    (cd "$here/node" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    echo "installing jco and the WASI shims (versions from package-lock.json)" >&2
+    # Not `npm ci`: it refuses this lock because the lock leaves out optional binaries for
+    # other platforms (macOS, Windows, musl), which npm did not record here. `npm install`
+    # with --no-save installs the locked versions and leaves the lock alone.
+    (cd "$here/node" && npm install --no-save --no-audit --no-fund --loglevel=error >&2)
 fi
 echo "$root/bin/wasmtime"
