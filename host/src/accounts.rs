@@ -26,6 +26,10 @@ pub struct Context {
     runtime: OnceLock<(Host, Linker<HostState>)>,
     /// Components already loaded, by path: `run --all` loads each file once.
     loaded: Mutex<HashMap<PathBuf, Arc<Loaded>>>,
+    /// Where failures and recoveries are reported.
+    pub notifier: crate::notify::Notifier,
+    /// Where to keep a Prometheus text file of every account's state, if anywhere.
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// What `run` did for one account.
@@ -75,7 +79,16 @@ impl Target {
 impl Context {
     /// A context over `state` and `config`.
     pub fn new(state: StateDir, config: Config) -> Context {
-        Context { state, config, extra_sinks: Vec::new(), runtime: OnceLock::new(), loaded: Mutex::default() }
+        let notifier = crate::notify::Notifier::new(&config.file.notify, |v| config.lookup(v));
+        Context {
+            state,
+            config,
+            extra_sinks: Vec::new(),
+            runtime: OnceLock::new(),
+            loaded: Mutex::default(),
+            notifier,
+            metrics_file: None,
+        }
     }
 
     /// The engine and linker, created on first use.
@@ -215,7 +228,7 @@ impl Context {
         }
 
         let result = self.refresh_with_retries(account, &dir, token.as_ref()).await;
-        let stored = self.finish(account, &dir, result)?;
+        let stored = self.finish(account, &dir, result).await?;
         Ok(Report {
             account: account.name.clone(),
             outcome: Outcome::Refreshed(reason),
@@ -272,18 +285,24 @@ impl Context {
 
     /// Records the outcome of getting a new token in the account's status and, on success,
     /// copies the token to the sinks. The caller holds the account's lock.
-    pub fn finish(
+    pub async fn finish(
         &self,
         account: &Account,
         dir: &AccountDir,
         result: Result<StoredToken, Error>,
     ) -> Result<StoredToken, Error> {
-        let mut status = dir.load_status();
+        let before = dir.load_status();
+        let mut status = before.clone();
         match &result {
             Ok(stored) => status.succeeded(&stored.provider),
             Err(e) => status.failed(None, e),
         }
         dir.save_status(&status)?;
+        if let Some(event) = self.notifier.enabled().then(|| self.notifier.event(&before, &result)).flatten()
+        {
+            let kept = if result.is_err() { dir.load_token().ok().flatten() } else { None };
+            self.notifier.send(&account.name, &event, &result, kept.as_ref()).await;
+        }
         let stored = result?;
         let sinks: Vec<Sink> = self.sinks(account).collect();
         self.write_sinks(account, &stored, &sinks)?;
@@ -384,6 +403,17 @@ impl Context {
                 dir.remove_token()
             }
             Err(e) => Err(e),
+        }
+    }
+}
+
+impl Context {
+    /// Rewrites the metrics file, if there is one; a failure is logged, never returned.
+    pub fn write_metrics(&self) {
+        if let Some(path) = &self.metrics_file
+            && let Err(e) = crate::metrics::write(path, &self.state)
+        {
+            tracing::warn!("{e}");
         }
     }
 }

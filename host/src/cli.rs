@@ -32,6 +32,12 @@ pub struct Cli {
     /// More diagnostics on stderr (-v info, -vv debug)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Log lines as text, or as one JSON object per line for log shippers
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// After the command, write a Prometheus text file of every account's state here
+    #[arg(long, global = true, env = "TOKENHOST_METRICS_FILE", value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
     /// Only errors on stderr
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -132,6 +138,15 @@ pub enum Command {
     Demo,
 }
 
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// `get --format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -173,12 +188,14 @@ fn run_inner(cli: Cli) -> Result<ExitCode, Error> {
     if let Command::Demo = cli.command {
         // The demo's own lines say what happened; its expected failures need no warnings.
         let quiet = Cli { quiet: cli.verbose == 0, ..cli };
-        init_logging(&quiet, None);
+        init_logging(&quiet, None, &Default::default());
         return crate::demo::run();
     }
     let state = StateDir::open(&state_path)?;
-    init_logging(&cli, Some(&state));
-    let config = Config::load(cli.config.as_deref())?;
+    let config = Config::load(cli.config.as_deref());
+    let log_config = config.as_ref().map(|c| c.file.log.clone()).unwrap_or_default();
+    init_logging(&cli, Some(&state), &log_config);
+    let config = config?;
     let mut ctx = Context::new(state, config);
     if let Command::Run { sink, .. } | Command::Login { sink, .. } | Command::ServeWebhook { sink, .. } =
         &cli.command
@@ -191,11 +208,12 @@ fn run_inner(cli: Cli) -> Result<ExitCode, Error> {
             account.retry.attempts = Some(*n);
         }
     }
+    ctx.metrics_file = cli.metrics_file.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;
-    rt.block_on(async {
+    let result = rt.block_on(async {
         match cli.command {
             Command::Run { target, all, force, jobs, .. } => run_cmd(&ctx, target, all, force, jobs).await,
             Command::Status { account, json } => status_cmd(&ctx, account, json),
@@ -221,11 +239,13 @@ fn run_inner(cli: Cli) -> Result<ExitCode, Error> {
             Command::Inspect { provider, json } => inspect_cmd(&ctx, &provider, json).await,
             Command::Demo => unreachable!("handled above"),
         }
-    })
+    });
+    ctx.write_metrics();
+    result
 }
 
-fn init_logging(cli: &Cli, state: Option<&StateDir>) {
-    use tracing_subscriber::filter::LevelFilter;
+fn init_logging(cli: &Cli, state: Option<&StateDir>, config: &crate::logfile::LogConfig) {
+    use tracing_subscriber::filter::{FilterFn, LevelFilter};
     use tracing_subscriber::prelude::*;
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => LevelFilter::ERROR,
@@ -233,32 +253,33 @@ fn init_logging(cli: &Cli, state: Option<&StateDir>) {
         (false, 1) => LevelFilter::INFO,
         _ => LevelFilter::DEBUG,
     };
+    // wasmtime-wasi-http warns about every broken connection; the provider reports it.
+    let ours = |m: &tracing::Metadata<'_>| !m.target().starts_with("wasmtime_wasi_http");
+    let to_stderr = FilterFn::new(move |m| m.target() != LOG_FILE_ONLY && ours(m));
+    let json = cli.log_format == LogFormat::Json;
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .without_time()
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(level)
-        // wasmtime-wasi-http warns about every broken connection; the provider reports it.
-        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
-            m.target() != LOG_FILE_ONLY && !m.target().starts_with("wasmtime_wasi_http")
-        }));
-    let file = state.and_then(|s| {
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(s.log_path()).ok()?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
-        }
-        Some(
-            tracing_subscriber::fmt::layer()
+        .with_ansi(!json && std::io::stderr().is_terminal());
+    let stderr = if json { stderr.json().flatten_event(true).boxed() } else { stderr.without_time().boxed() };
+    let file = state.and_then(|s| match crate::logfile::LogFile::open(&s.log_path(), config) {
+        Ok(f) => {
+            let layer = tracing_subscriber::fmt::layer()
                 .with_writer(std::sync::Mutex::new(f))
                 .with_target(false)
-                .with_ansi(false)
-                .with_filter(LevelFilter::INFO),
-        )
+                .with_ansi(false);
+            let layer = if json { layer.json().flatten_event(true).boxed() } else { layer.boxed() };
+            Some(layer.with_filter(LevelFilter::INFO).with_filter(FilterFn::new(ours)))
+        }
+        Err(e) => {
+            eprintln!("warning: cannot open the log file {}: {e}", s.log_path().display());
+            None
+        }
     });
-    let _ = tracing_subscriber::registry().with(stderr).with(file).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(stderr.with_filter(level).with_filter(to_stderr))
+        .with(file)
+        .try_init();
 }
 
 /// Prints a result line; a closed stdout is not an error.

@@ -73,7 +73,7 @@ pub async fn login(ctx: &Context, account: &Account, opts: &Options) -> Result<S
         Ok(fresh) => ctx.store_new(account, &dir, &info, fresh),
         Err(e) => Err(e),
     };
-    let result = ctx.finish(account, &dir, result);
+    let result = ctx.finish(account, &dir, result).await;
     if let Some((page, server)) = page {
         let _ = page.send(match &result {
             Ok(t) => html(

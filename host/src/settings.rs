@@ -27,6 +27,12 @@ pub struct ConfigFile {
     /// Retries of transient failures for every account.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// `[log]`: when the log file rotates and how many old ones are kept.
+    #[serde(default)]
+    pub log: crate::logfile::LogConfig,
+    /// `[notify]`: who hears about failures and recoveries.
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
     /// `[webhook]`: where `serve-webhook` listens for brokers' pushes.
     #[serde(default)]
     pub webhook: WebhookConfig,
@@ -300,7 +306,7 @@ impl Config {
     }
 
     /// A variable from the environment, else from `./.env`; empty counts as unset.
-    fn lookup(&self, var: &str) -> Option<String> {
+    pub fn lookup(&self, var: &str) -> Option<String> {
         let from_env = std::env::var(var).ok().filter(|v| !v.is_empty());
         from_env.or_else(|| self.dotenv.get(var).filter(|v| !v.is_empty()).cloned())
     }

@@ -75,6 +75,7 @@ pub async fn serve(
             }
         };
         let _ = reply.send(response);
+        ctx.write_metrics();
     }
     Ok(())
 }
@@ -110,7 +111,7 @@ pub async fn push(ctx: &Context, account: &Account, body: &[u8]) -> Result<Store
         )));
     }
     let stored = ctx.store_new(account, &dir, provider.info(), fresh);
-    ctx.finish(account, &dir, stored)
+    ctx.finish(account, &dir, stored).await
 }
 
 fn answer(status: u16, outcome: &str, detail: &str) -> Response {

@@ -390,3 +390,136 @@ fn transient_failures_are_retried_with_backoff_and_rejections_are_not() {
     w.assert_not_leaked(&[wrong], &[]);
     w.assert_no_secret_leaked();
 }
+
+/// A stand-in for the Telegram API (and any webhook): records what it is sent.
+fn recorder()
+-> (tokenhost::sandbox::Server, std::sync::Arc<std::sync::Mutex<Vec<tokenhost::sandbox::Request>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let server = tokenhost::sandbox::Server::start(move |req| {
+        log.lock().unwrap().push(req.clone());
+        tokenhost::sandbox::Response::json(200, &serde_json::json!({"ok": true}))
+    })
+    .unwrap();
+    (server, seen)
+}
+
+#[test]
+fn failure_and_recovery_each_send_one_notification_without_secrets() {
+    let mut w = World::new("notify");
+    let (telegram, sent) = recorder();
+    let (hook, posted) = recorder();
+    w.write(
+        "tokenhost.toml",
+        &format!(
+            "[retry]\nfirst_delay_ms = 20\n[notify]\ntelegram_api_root = {:?}\nwebhook_url = \"{}/hook\"\n",
+            telegram.url(),
+            hook.url()
+        ),
+    );
+    // The old scripts' variable names.
+    let bot = format!("123456:Bot-{}", tokenhost::sandbox::nonce());
+    w.set_env("TELEGRAM_TOKEN", Some(&bot));
+    w.set_env("TELEGRAM_CHAT_ID", Some("-100777"));
+    w.run(&["run", FIXTURE]).assert_code(0);
+    assert!(sent.lock().unwrap().is_empty(), "a plain success sends nothing");
+
+    w.broker.state().faults = vec![Fault::Unavailable; 3];
+    w.run(&["run", "--force", FIXTURE]).assert_code(4);
+    w.broker.state().faults = vec![Fault::Unavailable; 3];
+    w.run(&["run", "--force", FIXTURE]).assert_code(4);
+    w.run(&["run", "--force", FIXTURE]).assert_code(0);
+
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2, "one failure (the repeat is not re-sent) and one recovery");
+    for req in &sent {
+        assert_eq!((req.method.as_str(), req.path.clone()), ("POST", format!("/bot{bot}/sendMessage")));
+        assert_eq!(req.json().unwrap()["chat_id"], "-100777");
+    }
+    let text = |r: &tokenhost::sandbox::Request| r.json().unwrap()["text"].as_str().unwrap().to_string();
+    assert!(text(&sent[0]).contains("example FAILED (transient)"), "{}", text(&sent[0]));
+    assert!(text(&sent[0]).contains("Last good token kept: expires"), "{}", text(&sent[0]));
+    assert!(text(&sent[1]).contains("example recovered: new token, expires"), "{}", text(&sent[1]));
+    let posted = posted.lock().unwrap().clone();
+    assert_eq!(posted.len(), 2);
+    assert_eq!(posted[0].json().unwrap()["outcome"], "transient");
+    assert_eq!(posted[1].json().unwrap()["outcome"], "refreshed");
+    let tokens = w.broker.state().live.clone();
+    for req in sent.iter().chain(&posted) {
+        let body = String::from_utf8_lossy(&req.body);
+        assert!(!body.contains(&w.secret) && !body.contains(&bot), "{body}");
+        assert!(tokens.iter().all(|t| !body.contains(t.as_str())), "a token was sent: {body}");
+    }
+
+    // A notifier that cannot be reached is logged and changes no exit code.
+    drop(telegram);
+    w.broker.state().faults = vec![Fault::Unavailable; 3];
+    w.run(&["run", "--force", FIXTURE]).assert_code(4).assert_stderr_has("notification was not delivered");
+    w.run(&["run", "--force", FIXTURE]).assert_code(0);
+    w.assert_not_leaked(&[w.secret.clone(), bot], &tokens);
+}
+
+#[test]
+fn the_metrics_file_describes_each_account_after_every_run() {
+    let w = World::new("metrics");
+    let prom = w.dir.join("textfile/tokenhost.prom");
+    std::fs::create_dir_all(prom.parent().unwrap()).unwrap();
+    let metrics = || std::fs::read_to_string(&prom).unwrap();
+    let value = |text: &str, series: &str| -> f64 {
+        let line =
+            text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("{series}:\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    w.run(&["--metrics-file", prom.to_str().unwrap(), "run", FIXTURE]).assert_code(0);
+    let m = metrics();
+    let expires = w.stored()["expires_at"].as_i64().unwrap() as f64;
+    assert_eq!(value(&m, "tokenhost_token_expiry_timestamp_seconds{account=\"example\"}"), expires);
+    assert_eq!(value(&m, "tokenhost_refreshes_total{account=\"example\"}"), 1.0);
+    assert_eq!(value(&m, "tokenhost_last_outcome{account=\"example\",outcome=\"refreshed\"}"), 1.0);
+    assert!(m.contains("# TYPE tokenhost_refreshes_total counter"), "{m}");
+    #[cfg(unix)]
+    assert_eq!(mode(&prom), 0o644);
+
+    w.broker.state().faults = vec![Fault::Unavailable];
+    w.run(&["--metrics-file", prom.to_str().unwrap(), "run", "--force", "--attempts", "1", FIXTURE])
+        .assert_code(4);
+    let m = metrics();
+    assert_eq!(value(&m, "tokenhost_last_outcome{account=\"example\",outcome=\"transient\"}"), 1.0);
+    assert_eq!(value(&m, "tokenhost_last_outcome{account=\"example\",outcome=\"refreshed\"}"), 0.0);
+    assert_eq!(value(&m, "tokenhost_consecutive_failures{account=\"example\"}"), 1.0);
+    assert_eq!(value(&m, "tokenhost_token_expiry_timestamp_seconds{account=\"example\"}"), expires);
+    assert!(!m.contains(&w.secret));
+}
+
+#[test]
+fn the_log_rotates_by_size_keeps_a_bounded_number_and_speaks_json() {
+    let w = World::new("logs");
+    w.write("tokenhost.toml", "[log]\nmax_kib = 1\nkeep = 2\n");
+    for _ in 0..12 {
+        w.run(&["--log-format", "json", "run", "--force", FIXTURE]).assert_code(0);
+    }
+    let log = w.state.join("tokenhost.log");
+    let rotated: Vec<String> = std::fs::read_dir(&w.state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tokenhost.log"))
+        .collect();
+    let mut rotated = rotated;
+    rotated.sort();
+    assert_eq!(rotated, ["tokenhost.log", "tokenhost.log.1", "tokenhost.log.2"]);
+    for name in &rotated {
+        let path = w.state.join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Each file stops at the first record past 1 KiB.
+        assert!(text.len() < 2048, "{name} is {} bytes", text.len());
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+        }
+        #[cfg(unix)]
+        assert_eq!(mode(&path), 0o600);
+    }
+    assert!(std::fs::read_to_string(&log).unwrap().contains("stored a new token"));
+    w.assert_no_secret_leaked();
+}
