@@ -121,6 +121,27 @@ pub enum Command {
         #[arg(long, value_name = "KIND=PATH", value_parser = crate::sinks::Sink::parse)]
         sink: Vec<crate::sinks::Sink>,
     },
+    /// Print, install or remove the scheduler entry that runs `tokenhost run` unattended
+    Schedule {
+        /// print, install or remove
+        #[arg(value_enum)]
+        action: ScheduleAction,
+        /// cron (a tagged crontab line), schtasks (Windows) or systemd (user timer)
+        #[arg(long, value_enum)]
+        target: crate::schedule::Scheduler,
+        /// Run at this local time, HH:MM (repeatable)
+        #[arg(long, value_name = "HH:MM", value_parser = crate::schedule::parse_at)]
+        at: Vec<(u8, u8)>,
+        /// Run this often: 6h, 30m (dividing a day or an hour evenly)
+        #[arg(long, value_name = "INTERVAL", value_parser = crate::schedule::parse_every, conflicts_with = "at")]
+        every: Option<u32>,
+        /// Monday to Friday only
+        #[arg(long)]
+        weekdays: bool,
+        /// What to run: an account or a provider file [default: --all, with accounts configured]
+        #[arg(long, value_name = "TARGET")]
+        run: Option<String>,
+    },
     /// Revoke the token at the broker and forget it
     Logout {
         /// Account (or provider component)
@@ -136,6 +157,17 @@ pub enum Command {
     },
     /// A full cycle against a built-in sandbox broker on 127.0.0.1
     Demo,
+}
+
+/// `schedule` actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleAction {
+    /// Show the entry.
+    Print,
+    /// Install it (replacing an earlier one).
+    Install,
+    /// Remove it.
+    Remove,
 }
 
 /// `--log-format`.
@@ -175,6 +207,7 @@ impl Command {
             Command::Check { .. } => "check",
             Command::Get { .. } => "get",
             Command::Logout { .. } => "logout",
+            Command::Schedule { .. } => "schedule",
             Command::Login { .. } => "login",
             Command::ServeWebhook { .. } => "serve-webhook",
             Command::Inspect { .. } => "inspect",
@@ -236,6 +269,9 @@ fn run_inner(cli: Cli) -> Result<ExitCode, Error> {
                 Ok(ExitCode::Ok)
             }
             Command::ServeWebhook { accounts, listen, .. } => serve_webhook_cmd(&ctx, accounts, listen).await,
+            Command::Schedule { action, target, at, every, weekdays, run } => {
+                schedule_cmd(&ctx, &state_path, action, target, at, every, weekdays, run)
+            }
             Command::Inspect { provider, json } => inspect_cmd(&ctx, &provider, json).await,
             Command::Demo => unreachable!("handled above"),
         }
@@ -484,6 +520,61 @@ pub fn status_table(rows: &[StatusRow]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn schedule_cmd(
+    ctx: &Context,
+    state_path: &std::path::Path,
+    action: ScheduleAction,
+    scheduler: crate::schedule::Scheduler,
+    at: Vec<(u8, u8)>,
+    every: Option<u32>,
+    weekdays: bool,
+    run: Option<String>,
+) -> Result<ExitCode, Error> {
+    use crate::schedule::{Job, When};
+    let abs = |p: &std::path::Path| {
+        std::path::absolute(p).map_err(|e| Error::io(format!("resolving {}", p.display()), e))
+    };
+    let when = match (at.is_empty(), every) {
+        (false, _) => When::At(at),
+        (true, Some(minutes)) => When::Every { minutes },
+        (true, None) if action == ScheduleAction::Remove => When::Every { minutes: 60 },
+        (true, None) => {
+            return Err(Error::Config("say when: --at 09:00 (repeatable) or --every 6h".into()));
+        }
+    };
+    let target = match run {
+        Some(t) if matches!(Target::parse(&t), Target::File(_)) => {
+            abs(std::path::Path::new(&t))?.display().to_string()
+        }
+        Some(t) => t,
+        None if !ctx.config.account_names().is_empty() => "--all".into(),
+        None if action == ScheduleAction::Remove => "--all".into(),
+        None => {
+            return Err(Error::Config(
+                "say what to run: --run ACCOUNT or --run path/to/provider.wasm (or configure accounts in tokenhost.toml for --all)"
+                    .into(),
+            ));
+        }
+    };
+    let job = Job {
+        exe: std::env::current_exe().map_err(|e| Error::io("finding this program's path", e))?,
+        state: abs(state_path)?,
+        config: ctx.config.path.as_deref().map(abs).transpose()?,
+        dir: std::env::current_dir().map_err(|e| Error::io("reading the working directory", e))?,
+        target,
+        when,
+        weekdays,
+    };
+    let text = match action {
+        ScheduleAction::Print => crate::schedule::print(&job, scheduler),
+        ScheduleAction::Install => crate::schedule::install(&job, scheduler)?,
+        ScheduleAction::Remove => crate::schedule::remove(&job, scheduler)?,
+    };
+    out(text.trim_end());
+    Ok(ExitCode::Ok)
 }
 
 async fn serve_webhook_cmd(

@@ -21,6 +21,7 @@ pub mod notify;
 pub mod policy;
 pub mod provider;
 pub mod sandbox;
+pub mod schedule;
 pub mod secret;
 pub mod serve;
 pub mod settings;

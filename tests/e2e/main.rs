@@ -3,6 +3,7 @@
 
 mod host;
 mod portable;
+mod schedule;
 mod support;
 mod upstox;
 mod upstox_mock;
