@@ -156,8 +156,15 @@ impl Context {
         Ok(info)
     }
 
+    /// From now on, the account whose provider is at `path` runs `loaded` (the daemon's
+    /// hot swap), whatever the file holds.
+    pub fn pin(&self, path: &Path, loaded: Arc<Loaded>) -> Result<(), Error> {
+        self.loaded.lock().map_err(|_| poisoned())?.insert(path.to_path_buf(), loaded);
+        Ok(())
+    }
+
     /// The component at `path`, loaded once per process.
-    fn load(&self, path: &Path) -> Result<Arc<Loaded>, Error> {
+    pub fn load(&self, path: &Path) -> Result<Arc<Loaded>, Error> {
         if let Some(l) = self.loaded.lock().map_err(|_| poisoned())?.get(path) {
             return Ok(l.clone());
         }
@@ -280,7 +287,7 @@ impl Context {
             provider.add_secrets(t.secrets());
         }
         let fresh = provider.refresh(current.map(to_wit)).await?;
-        self.store_new(account, dir, provider.info(), fresh)
+        self.store_new(account, dir, &provider, fresh)
     }
 
     /// Records the outcome of getting a new token in the account's status and, on success,
@@ -315,9 +322,10 @@ impl Context {
         &self,
         account: &Account,
         dir: &AccountDir,
-        info: &provider::ProviderInfo,
+        provider: &Provider,
         fresh: Token,
     ) -> Result<StoredToken, Error> {
+        let info = provider.info();
         let cutoff = info.daily_cutoff.map(|c| Cutoff {
             hour: c.hour,
             minute: c.minute,
@@ -348,6 +356,7 @@ impl Context {
                 .collect(),
             refreshed_at: now,
             refresh_ahead_secs: account.config.refresh_ahead_secs.unwrap_or(info.refresh_ahead_secs),
+            component_sha256: Some(provider.component_sha256().to_string()),
         };
         dir.save_token(&stored)?;
         tracing::info!(account = %account.name, "stored a new token, expires {} ({source})", time::iso(expires_at));

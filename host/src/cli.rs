@@ -121,6 +121,24 @@ pub enum Command {
         #[arg(long, value_name = "KIND=PATH", value_parser = crate::sinks::Sink::parse)]
         sink: Vec<crate::sinks::Sink>,
     },
+    /// Run in the background: refresh ahead of expiry, take pushes, swap changed components
+    Daemon {
+        /// Accounts to look after (default: every configured account, else every account that
+        /// has run from a provider file)
+        accounts: Vec<String>,
+        /// Receive pushes on this ip:port [default: [webhook] listen in the config, else none]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Serve GET /metrics on this ip:port
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<String>,
+        /// How often component files and expiries are looked at, milliseconds
+        #[arg(long, default_value_t = 1000, value_name = "MS", value_parser = clap::value_parser!(u64).range(50..=60_000))]
+        tick_ms: u64,
+        /// Also copy each token to KIND=PATH, as with `run`. Repeatable
+        #[arg(long, value_name = "KIND=PATH", value_parser = crate::sinks::Sink::parse)]
+        sink: Vec<crate::sinks::Sink>,
+    },
     /// Print, install or remove the scheduler entry that runs `tokenhost run` unattended
     Schedule {
         /// print, install or remove
@@ -207,6 +225,7 @@ impl Command {
             Command::Check { .. } => "check",
             Command::Get { .. } => "get",
             Command::Logout { .. } => "logout",
+            Command::Daemon { .. } => "daemon",
             Command::Schedule { .. } => "schedule",
             Command::Login { .. } => "login",
             Command::ServeWebhook { .. } => "serve-webhook",
@@ -230,8 +249,10 @@ fn run_inner(cli: Cli) -> Result<ExitCode, Error> {
     init_logging(&cli, Some(&state), &log_config);
     let config = config?;
     let mut ctx = Context::new(state, config);
-    if let Command::Run { sink, .. } | Command::Login { sink, .. } | Command::ServeWebhook { sink, .. } =
-        &cli.command
+    if let Command::Run { sink, .. }
+    | Command::Login { sink, .. }
+    | Command::ServeWebhook { sink, .. }
+    | Command::Daemon { sink, .. } = &cli.command
     {
         ctx.extra_sinks = sink.clone();
     }
@@ -242,6 +263,35 @@ fn run_inner(cli: Cli) -> Result<ExitCode, Error> {
         }
     }
     ctx.metrics_file = cli.metrics_file.clone();
+    if let Command::Daemon { accounts, listen, metrics_listen, tick_ms, .. } = cli.command {
+        let listen = listen.or_else(|| ctx.config.file.webhook.listen.clone());
+        let opts = crate::daemon::Options {
+            listen,
+            metrics_listen,
+            tick: std::time::Duration::from_millis(tick_ms),
+        };
+        let config_path = ctx.config.path.clone();
+        let state = ctx.state.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the async runtime", e))?;
+        let select = move |config: &Config| -> Vec<String> {
+            if !accounts.is_empty() {
+                accounts.clone()
+            } else if !config.account_names().is_empty() {
+                config.account_names()
+            } else {
+                state.accounts().into_iter().filter(|n| state.remembered_provider(n).is_some()).collect()
+            }
+        };
+        return rt.block_on(crate::daemon::run(
+            ctx,
+            opts,
+            move || Config::load(config_path.as_deref()),
+            select,
+        ));
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -273,7 +323,7 @@ fn run_inner(cli: Cli) -> Result<ExitCode, Error> {
                 schedule_cmd(&ctx, &state_path, action, target, at, every, weekdays, run)
             }
             Command::Inspect { provider, json } => inspect_cmd(&ctx, &provider, json).await,
-            Command::Demo => unreachable!("handled above"),
+            Command::Demo | Command::Daemon { .. } => unreachable!("handled above"),
         }
     });
     ctx.write_metrics();

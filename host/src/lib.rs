@@ -11,6 +11,7 @@ pub mod accounts;
 mod bindings;
 pub mod caps;
 pub mod cli;
+pub mod daemon;
 mod demo;
 pub mod engine;
 mod error;

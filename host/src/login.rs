@@ -70,7 +70,7 @@ pub async fn login(ctx: &Context, account: &Account, opts: &Options) -> Result<S
     };
     let _lock = dir.lock()?;
     let result = match provider.complete_login(&params).await {
-        Ok(fresh) => ctx.store_new(account, &dir, &info, fresh),
+        Ok(fresh) => ctx.store_new(account, &dir, &provider, fresh),
         Err(e) => Err(e),
     };
     let result = ctx.finish(account, &dir, result).await;

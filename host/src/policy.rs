@@ -144,6 +144,7 @@ mod tests {
             extras: vec![],
             refreshed_at: 0,
             refresh_ahead_secs: 100,
+            component_sha256: None,
         };
         assert_eq!(due(None, None, 0), Some(Reason::Missing));
         assert_eq!(due(Some(&t), None, 899), None);

@@ -145,6 +145,8 @@ pub struct Provider {
     stderr: GuestOutput,
     /// Secret values known to the host (settings, tokens), masked in everything it relays.
     secrets: Vec<Secret>,
+    /// SHA-256 of the component file.
+    sha256: String,
 }
 
 impl Provider {
@@ -207,6 +209,7 @@ impl Provider {
             stdout,
             stderr,
             secrets: Vec::new(),
+            sha256: loaded.sha256.clone(),
         };
 
         // First pass: no settings are readable, so describe() tells what it declares.
@@ -235,6 +238,11 @@ impl Provider {
     /// What the provider said about itself (with its settings visible).
     pub fn info(&self) -> &ProviderInfo {
         &self.info
+    }
+
+    /// SHA-256 of the component this provider runs.
+    pub fn component_sha256(&self) -> &str {
+        &self.sha256
     }
 
     /// Masks these values too in everything relayed from the guest.

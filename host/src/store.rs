@@ -55,6 +55,9 @@ pub struct StoredToken {
     pub refreshed_at: i64,
     /// Refresh this long before `expires_at`.
     pub refresh_ahead_secs: u32,
+    /// SHA-256 of the provider component that produced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component_sha256: Option<String>,
 }
 
 /// A named value stored with a token.

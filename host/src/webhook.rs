@@ -12,7 +12,7 @@ use crate::settings::Account;
 use crate::store::StoredToken;
 use crate::{Error, policy, time};
 use std::collections::BTreeMap;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 /// Largest push body accepted; anything bigger gets 413 unread.
@@ -21,7 +21,57 @@ pub const MAX_PUSH_BYTES: usize = 64 << 10;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8977";
 
 /// A push the listener took, and where to send the answer.
-type Push = (String, Vec<u8>, mpsc::Sender<Response>);
+pub type Push = (String, Vec<u8>, mpsc::Sender<Response>);
+
+/// Listens on `listen` for pushes to the accounts in `names` (which may change while it
+/// runs); each one goes to `tx`, and the listener answers what comes back.
+pub fn listen(
+    listen: &str,
+    names: Arc<Mutex<Vec<String>>>,
+    tx: tokio::sync::mpsc::UnboundedSender<Push>,
+) -> Result<Server, Error> {
+    Server::bind_limited(listen, MAX_PUSH_BYTES, move |req| {
+        let known = |n: &str| names.lock().is_ok_and(|names| names.iter().any(|k| k == n));
+        let Some(name) = req.path.strip_prefix("/push/").filter(|n| known(n)) else {
+            return answer(404, "error", "no such account on this webhook");
+        };
+        if req.method != "POST" {
+            return answer(405, "error", "pushes are POSTed");
+        }
+        let (reply_tx, reply_rx) = mpsc::channel();
+        if tx.send((name.to_string(), req.body.clone(), reply_tx)).is_err() {
+            return answer(503, "error", "shutting down");
+        }
+        reply_rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| answer(503, "error", "busy"))
+    })
+    .map_err(|e| Error::Config(format!("cannot listen for pushes on {listen}: {e}")))
+}
+
+/// Handles one push for `account` and says what to answer; prints one line either way.
+pub async fn handle(ctx: &Context, account: &Account, body: &[u8]) -> Response {
+    let name = &account.name;
+    let response = match push(ctx, account, body).await {
+        Ok(t) => {
+            crate::cli::out(&format!(
+                "{name}: token received by push, expires {}",
+                t.expires_at.map(time::iso).unwrap_or_default()
+            ));
+            answer(200, "stored", "token stored")
+        }
+        Err(e) => {
+            tracing::warn!(account = %name, "push refused ({}): {e}", e.kind());
+            crate::cli::out(&format!("{name}: push refused ({}): {e}", e.kind()));
+            let status = match &e {
+                Error::Rejected(_) => 403,
+                Error::Transient(_) => 400,
+                _ => 500,
+            };
+            answer(status, "refused", e.kind())
+        }
+    };
+    ctx.write_metrics();
+    response
+}
 
 /// Serves pushes for `accounts` on `listen` until the process ends; `on_ready` gets the
 /// address it listens on.
@@ -35,47 +85,13 @@ pub async fn serve(
     for account in &accounts {
         ctx.start(account).await?;
     }
-    let names: Vec<String> = accounts.iter().map(|a| a.name.clone()).collect();
+    let names = Arc::new(Mutex::new(accounts.iter().map(|a| a.name.clone()).collect()));
     let by_name: BTreeMap<String, Account> = accounts.into_iter().map(|a| (a.name.clone(), a)).collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Push>();
-    let server = Server::bind_limited(listen, MAX_PUSH_BYTES, move |req| {
-        let Some(name) = req.path.strip_prefix("/push/").filter(|n| names.iter().any(|k| k == n)) else {
-            return answer(404, "error", "no such account on this webhook");
-        };
-        if req.method != "POST" {
-            return answer(405, "error", "pushes are POSTed");
-        }
-        let (reply_tx, reply_rx) = mpsc::channel();
-        if tx.send((name.to_string(), req.body.clone(), reply_tx)).is_err() {
-            return answer(503, "error", "shutting down");
-        }
-        reply_rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| answer(503, "error", "busy"))
-    })
-    .map_err(|e| Error::Config(format!("cannot listen for pushes on {listen}: {e}")))?;
+    let server = self::listen(listen, names, tx)?;
     on_ready(server.addr());
     while let Some((name, body, reply)) = rx.recv().await {
-        let account = &by_name[&name];
-        let response = match push(ctx, account, &body).await {
-            Ok(t) => {
-                crate::cli::out(&format!(
-                    "{name}: token received by push, expires {}",
-                    t.expires_at.map(time::iso).unwrap_or_default()
-                ));
-                answer(200, "stored", "token stored")
-            }
-            Err(e) => {
-                tracing::warn!(account = %name, "push refused ({}): {e}", e.kind());
-                crate::cli::out(&format!("{name}: push refused ({}): {e}", e.kind()));
-                let status = match &e {
-                    Error::Rejected(_) => 403,
-                    Error::Transient(_) => 400,
-                    _ => 500,
-                };
-                answer(status, "refused", e.kind())
-            }
-        };
-        let _ = reply.send(response);
-        ctx.write_metrics();
+        let _ = reply.send(handle(ctx, &by_name[&name], &body).await);
     }
     Ok(())
 }
@@ -110,7 +126,7 @@ pub async fn push(ctx: &Context, account: &Account, body: &[u8]) -> Result<Store
             time::iso(out)
         )));
     }
-    let stored = ctx.store_new(account, &dir, provider.info(), fresh);
+    let stored = ctx.store_new(account, &dir, &provider, fresh);
     ctx.finish(account, &dir, stored).await
 }
 

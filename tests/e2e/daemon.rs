@@ -1,0 +1,178 @@
+//! `tokenhost daemon`: refreshing ahead of expiry with no cron, swapping changed components
+//! without a restart (and refusing corrupt ones and ones declaring new hosts), reloading the
+//! config on SIGHUP, and stopping cleanly on SIGTERM.
+
+use crate::support::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+const EXTRA_HOST: &str = env!("TOKENHOST_COMPONENT_FIXTURE_EXTRA_HOST");
+
+/// The component with a custom section appended: another file, the same behaviour (what a
+/// rebuilt provider with a trivial change looks like).
+fn new_version(bytes: &[u8]) -> Vec<u8> {
+    let name = b"tokenhost-test-build";
+    let payload = b"2";
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(payload);
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section id
+    out.push(section.len() as u8);
+    out.extend(section);
+    out
+}
+
+/// Replaces `path` atomically, as a deploy would.
+fn swap(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn token(w: &World, account: &str) -> Option<serde_json::Value> {
+    let text = std::fs::read(w.account_dir(account).join("token.json")).ok()?;
+    Some(serde_json::from_slice(&text).expect("a token file is never torn"))
+}
+
+#[track_caller]
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let until = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Daemon {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Daemon {
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: i32) {
+        #[cfg(unix)]
+        // SAFETY: sends a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, sig);
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(accounts: &[&str]) -> String {
+    let mut toml = String::from("[retry]\nfirst_delay_ms = 50\n");
+    for a in accounts {
+        toml.push_str(&format!(
+            "[accounts.{a}]\nprovider = \"{a}.wasm\"\nenv_prefix = \"EXAMPLE\"\nrefresh_ahead_secs = 3\n"
+        ));
+    }
+    toml
+}
+
+#[cfg(unix)]
+#[test]
+fn daemon_refreshes_ahead_swaps_components_and_stops_cleanly() {
+    let w = World::new("daemon");
+    w.broker.state().ttl = 6;
+    let original = std::fs::read(FIXTURE).unwrap();
+    for a in ["alpha", "beta", "gamma"] {
+        std::fs::write(w.dir.join(format!("{a}.wasm")), &original).unwrap();
+    }
+    w.write("tokenhost.toml", &config(&["alpha", "beta"]));
+    let out = w.dir.join("daemon.out");
+    let child = w
+        .command(&["daemon", "--tick-ms", "100"])
+        .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(w.dir.join("daemon.err")).unwrap()))
+        .spawn()
+        .unwrap();
+    let d = Daemon { child, out };
+
+    // Both get tokens, then new ones before the old ones expire.
+    wait_for("first tokens", Duration::from_secs(20), || {
+        token(&w, "alpha").is_some() && token(&w, "beta").is_some()
+    });
+    for account in ["alpha", "beta"] {
+        let first = token(&w, account).unwrap();
+        let first_exp = first["expires_at"].as_i64().unwrap();
+        wait_for("a refresh ahead of expiry", Duration::from_secs(20), || {
+            token(&w, account).unwrap()["access_token"] != first["access_token"]
+        });
+        let second = token(&w, account).unwrap();
+        assert!(
+            second["refreshed_at"].as_i64().unwrap() < first_exp,
+            "{account} refreshed only after expiry"
+        );
+    }
+
+    // A new version of alpha's component: the next refresh uses it, no restart.
+    let v2 = new_version(&original);
+    let v2_sha = tokenhost::engine::sha256_hex(&v2);
+    swap(&w.dir.join("alpha.wasm"), &v2);
+    wait_for("alpha on the new component", Duration::from_secs(20), || {
+        token(&w, "alpha").unwrap()["component_sha256"] == v2_sha.as_str()
+    });
+    assert!(d.output().contains("alpha: component swapped to example"), "{}", d.output());
+
+    // A corrupt file and one declaring an extra host: both refused, beta goes on with the old.
+    let old_sha = tokenhost::engine::sha256_hex(&original);
+    swap(&w.dir.join("beta.wasm"), b"\0asm this is not a component");
+    wait_for("the corrupt file refused", Duration::from_secs(10), || {
+        d.output().contains("beta: the new") && d.output().contains("refused")
+    });
+    swap(&w.dir.join("beta.wasm"), &std::fs::read(EXTRA_HOST).unwrap());
+    wait_for("the extra host refused", Duration::from_secs(10), || {
+        d.output().contains("declares hosts the running one did not: telemetry.fixture.invalid")
+    });
+    let before = token(&w, "beta").unwrap()["access_token"].clone();
+    wait_for("beta refreshed on the old component", Duration::from_secs(20), || {
+        token(&w, "beta").unwrap()["access_token"] != before
+    });
+    assert_eq!(token(&w, "beta").unwrap()["component_sha256"], old_sha.as_str());
+
+    // SIGHUP: the config gains gamma.
+    w.write("tokenhost.toml", &config(&["alpha", "beta", "gamma"]));
+    d.signal(libc::SIGHUP);
+    wait_for("gamma after the reload", Duration::from_secs(20), || token(&w, "gamma").is_some());
+    assert!(d.output().contains("daemon: config reloaded, 3 account(s)"), "{}", d.output());
+
+    // SIGTERM: a clean exit, every file whole, no temp file left behind.
+    d.signal(libc::SIGTERM);
+    let mut d = d;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = d.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the daemon did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(d.output().ends_with("daemon: stopped\n"), "{}", d.output());
+    for file in files_under(&w.state) {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!name.ends_with(".tmp"), "a temp file was left: {}", file.display());
+        if name.ends_with(".json") {
+            serde_json::from_slice::<serde_json::Value>(&std::fs::read(&file).unwrap())
+                .unwrap_or_else(|e| panic!("{} is torn: {e}", file.display()));
+        }
+    }
+    let err = std::fs::read_to_string(w.dir.join("daemon.err")).unwrap();
+    w.record(
+        &["daemon"],
+        &std::process::Output { status, stdout: d.output().into_bytes(), stderr: err.into_bytes() },
+    );
+    w.assert_no_secret_leaked();
+}
