@@ -7,11 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tokenhost::sandbox::ExampleBroker;
 
-#[path = "../tests/e2e/upstox_mock.rs"]
-#[allow(dead_code)]
-mod upstox_mock;
-#[path = "../tests/e2e/xts_mock.rs"]
-mod xts_mock;
+use tokenhost::sandbox::{upstox as upstox_mock, xts as xts_mock};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tokenhost");
 const FIXTURE: &str = env!("TOKENHOST_COMPONENT_FIXTURE");

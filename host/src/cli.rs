@@ -313,6 +313,7 @@ fn run_inner(cli: Cli) -> Result<ExitCode, Error> {
                 let opts = crate::login::Options {
                     open_browser: !no_browser,
                     timeout: std::time::Duration::from_secs(timeout),
+                    agent: None,
                 };
                 let token = crate::login::login(&ctx, &acct, &opts).await?;
                 out(&format!("{}: logged in, {}", acct.name, describe_expiry(token.expires_at)));

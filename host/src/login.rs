@@ -25,6 +25,9 @@ pub struct Options {
     pub open_browser: bool,
     /// How long to wait for the broker's redirect.
     pub timeout: Duration,
+    /// Something other than a person that follows the login page (the demo plays the
+    /// browser); called on its own thread with the address, instead of showing it.
+    pub agent: Option<fn(&str)>,
 }
 
 type Params = Vec<(String, String)>;
@@ -193,6 +196,11 @@ fn pasted(state: &str) -> Result<Params, Error> {
 
 /// Tells the person where to log in, and opens the browser if asked.
 fn show(url: &str, provider: &str, opts: &Options, waiting_for: &str) {
+    if let Some(agent) = opts.agent {
+        let url = url.to_string();
+        std::thread::spawn(move || agent(&url));
+        return;
+    }
     let opened = opts.open_browser && open_browser(url);
     let lead =
         if opened { "Log in in the browser that opened, or open" } else { "Open this address to log in" };

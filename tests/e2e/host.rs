@@ -356,11 +356,19 @@ fn demo_runs_from_a_fresh_state_and_names_each_step() {
     let w = World::new("demo");
     let out = w.run(&["demo"]);
     out.assert_code(0)
-        .assert_stdout_has("sandbox broker listening on http://127.0.0.1:")
+        .assert_stdout_has("sandbox brokers listening: example http://127.0.0.1:")
+        .assert_stdout_has("XTS provider, unattended login: xts-desk: refreshed (no token stored)")
+        .assert_stdout_has("Upstox provider, browser login")
+        .assert_stdout_has("a run asks the phone (exit 5)")
+        .assert_stdout_has("pushes the token to the webhook, stored")
+        .assert_stdout_has("the same push again is refused")
         .assert_stdout_has("demo: refreshed (no token stored)")
         .assert_stdout_has("component not loaded: demo: fresh")
         .assert_stdout_has("old token kept")
         .assert_stdout_has("ACCOUNT");
+    // Every secret the demo makes up is `...secret-<random>`; none may show, and nothing warns.
+    assert!(!out.stdout.contains("secret-") && !out.stderr.contains("secret-"), "{}", out.stdout);
+    assert!(out.stderr.trim().is_empty(), "{}", out.stderr);
 }
 
 #[test]

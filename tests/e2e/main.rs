@@ -7,6 +7,4 @@ mod portable;
 mod schedule;
 mod support;
 mod upstox;
-mod upstox_mock;
 mod xts;
-mod xts_mock;

@@ -4,12 +4,12 @@
 //! both runtimes once into a cache; the first run of these tests waits for it.
 
 use crate::support::*;
-use crate::upstox_mock::{UpstoxMock, http, next_0330_ist};
 use crate::xts::XTS;
-use crate::xts_mock::{Api, XtsMock};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use tokenhost::sandbox::upstox::{UpstoxMock, http, next_0330_ist};
+use tokenhost::sandbox::xts::{Api, XtsMock};
 
 const UPSTOX: &str = env!("TOKENHOST_COMPONENT_UPSTOX");
 

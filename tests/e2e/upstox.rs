@@ -3,10 +3,10 @@
 //! the webhook, and faults.
 
 use crate::support::*;
-use crate::upstox_mock::{Exp, Fault, UpstoxMock, http, next_0330_ist};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Output, Stdio};
 use std::time::Duration;
+use tokenhost::sandbox::upstox::{Exp, Fault, UpstoxMock, http, next_0330_ist};
 use tokenhost::sandbox::{Server, nonce};
 use tokenhost::time::{iso, now};
 

@@ -2,8 +2,8 @@
 //! variables and JSON file, many accounts at once, faults.
 
 use crate::support::*;
-use crate::xts_mock::{Api, XtsMock};
 use tokenhost::sandbox::Fault;
+use tokenhost::sandbox::xts::{Api, XtsMock};
 
 pub const XTS: &str = env!("TOKENHOST_COMPONENT_XTS");
 

@@ -1,15 +1,13 @@
 //! A strict XTS broker on 127.0.0.1, following ../shared/BROKERS.md: JSON envelopes
 //! `{type, code, description, result}`, raw `Authorization` tokens (a "Bearer " prefix is an
 //! invalid token), HTTP 400 errors, optionally HTTP 200 "Invalid Token" for dead sessions.
-//! Also used by benches/cli.rs.
+//! The end-to-end tests and the bench run against it, and so does `tokenhost demo`.
 
-#![allow(dead_code)]
-
+use super::{Fault, Request, Response, Server, fake_jwt, nonce};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokenhost::sandbox::{Fault, Request, Response, Server, fake_jwt, nonce};
 
 /// Which API an app key belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +56,12 @@ fn success(code: &str, description: &str, result: Value) -> Response {
     )
 }
 
+impl Default for XtsMock {
+    fn default() -> Self {
+        XtsMock::new()
+    }
+}
+
 impl XtsMock {
     pub fn new() -> XtsMock {
         let state = XtsState {
@@ -85,9 +89,8 @@ impl XtsMock {
 
     pub fn handle(&self, req: &Request) -> Response {
         let fault = {
-            let mut s = self.state();
-            s.seen.push(format!("{} {}", req.method, req.path));
-            if s.faults.is_empty() { None } else { Some(s.faults.remove(0)) }
+            let s = &mut *self.state();
+            super::note_and_take(&mut s.seen, &mut s.faults, req)
         };
         match fault {
             Some(Fault::Unavailable) => {
@@ -144,7 +147,7 @@ impl XtsMock {
             Some(app) if app.secret == secret && app.api == api => app.clone(),
             _ => return envelope_error(400, "e-user-0004", "Invalid appKey or secretKey"),
         };
-        let now = tokenhost::time::now();
+        let now = crate::time::now();
         let user_id = format!("{}_{}", app.user, key.to_ascii_uppercase());
         let token = fake_jwt(
             &json!({"userID": user_id, "publicKey": key, "iat": now, "exp": now + s.ttl, "n": nonce()}),

@@ -6,10 +6,10 @@
 //! broker's error, never a guess. Codes BROKERS.md does not give (not found, wrong method,
 //! wrong content type) are marked as this mock's own; the provider must go by their status.
 
+use super::{Request, Response, Server, fake_jwt, nonce};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokenhost::sandbox::{Request, Response, Server, fake_jwt, nonce};
 
 pub const IST: i64 = 330 * 60;
 
@@ -93,7 +93,7 @@ fn bad_client(property: Option<&str>) -> Response {
 }
 
 fn now() -> i64 {
-    tokenhost::time::now()
+    crate::time::now()
 }
 
 impl UpstoxMock {
@@ -175,9 +175,8 @@ impl UpstoxMock {
 
     fn handle(&self, req: &Request) -> Response {
         let fault = {
-            let mut s = self.state();
-            s.seen.push(format!("{} {}", req.method, req.path));
-            if s.faults.is_empty() { None } else { Some(s.faults.remove(0)) }
+            let s = &mut *self.state();
+            super::note_and_take(&mut s.seen, &mut s.faults, req)
         };
         match fault {
             Some(Fault::RateLimited) => return error(429, "UDAPI10005", "Too many requests", None),
@@ -301,7 +300,7 @@ impl UpstoxMock {
 
     fn token_request(&self, req: &Request) -> Response {
         let mut s = self.state();
-        let client = tokenhost::serve::percent_decode(&req.path["/v3/login/auth/token/request/".len()..]);
+        let client = crate::serve::percent_decode(&req.path["/v3/login/auth/token/request/".len()..]);
         if !req.header("content-type").unwrap_or("").starts_with("application/json") {
             return error(415, "UDAPI100062", "Content type not supported (mock's code)", None);
         }
@@ -348,20 +347,23 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-/// A minimal HTTP client for the tests (a browser following one link, a broker POSTing a
-/// webhook): status, headers (lower-case names) and body.
+/// A minimal plain-HTTP client (a browser following one link, a broker POSTing a webhook):
+/// status, headers (lower-case names) and body; status 0 when nothing could be read.
 pub fn http(method: &str, url: &str, body: &[u8]) -> (u16, BTreeMap<String, String>, String) {
     use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").expect("http URL");
+    let failed = || (0, BTreeMap::new(), String::new());
+    let Some(rest) = url.strip_prefix("http://") else { return failed() };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
-    let mut conn = std::net::TcpStream::connect(authority).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let Ok(mut conn) = std::net::TcpStream::connect(authority) else { return failed() };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    conn.write_all(head.as_bytes()).unwrap();
+    if conn.write_all(head.as_bytes()).is_err() {
+        return failed();
+    }
     let _ = conn.write_all(body);
     let mut raw = Vec::new();
     let _ = conn.read_to_end(&mut raw);

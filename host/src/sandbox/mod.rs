@@ -1,9 +1,21 @@
-//! The sandbox broker `tokenhost demo` runs against, and helpers for mock brokers.
+//! The sandbox brokers `tokenhost demo` runs against, on 127.0.0.1: [`ExampleBroker`] for the
+//! example provider, and strict stand-ins for XTS ([`xts`]) and Upstox ([`upstox`]) that
+//! follow ../shared/BROKERS.md; the end-to-end tests and the bench use them too.
+
+pub mod upstox;
+pub mod xts;
 
 pub use crate::serve::{Request, Response, Server};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Notes `req` in `seen` and takes the next injected fault, if any: the start of every
+/// sandbox broker's answer.
+pub fn note_and_take<F>(seen: &mut Vec<String>, faults: &mut Vec<F>, req: &Request) -> Option<F> {
+    seen.push(format!("{} {}", req.method, req.path));
+    if faults.is_empty() { None } else { Some(faults.remove(0)) }
+}
 
 /// A JWT-shaped token (unsigned: `sig` is a fixed string) with the given claims.
 pub fn fake_jwt(claims: &serde_json::Value) -> String {
@@ -97,9 +109,8 @@ impl ExampleBroker {
     /// Answers one request.
     pub fn handle(&self, req: &Request) -> Response {
         let fault = {
-            let mut s = self.state();
-            s.seen.push(format!("{} {}", req.method, req.path));
-            if s.faults.is_empty() { None } else { Some(s.faults.remove(0)) }
+            let s = &mut *self.state();
+            note_and_take(&mut s.seen, &mut s.faults, req)
         };
         match fault {
             Some(Fault::Unavailable) => return error(503, "service unavailable"),
