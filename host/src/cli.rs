@@ -129,7 +129,7 @@ pub enum Command {
         /// Receive pushes on this ip:port [default: [webhook] listen in the config, else none]
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
-        /// Serve GET /metrics on this ip:port
+        /// Serve GET /metrics on this ip:port [default: [metrics] listen in the config, else none]
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<String>,
         /// How often component files and expiries are looked at, milliseconds
@@ -265,6 +265,7 @@ fn run_inner(cli: Cli) -> Result<ExitCode, Error> {
     ctx.metrics_file = cli.metrics_file.clone();
     if let Command::Daemon { accounts, listen, metrics_listen, tick_ms, .. } = cli.command {
         let listen = listen.or_else(|| ctx.config.file.webhook.listen.clone());
+        let metrics_listen = metrics_listen.or_else(|| ctx.config.file.metrics.listen.clone());
         let opts = crate::daemon::Options {
             listen,
             metrics_listen,

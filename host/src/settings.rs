@@ -33,9 +33,20 @@ pub struct ConfigFile {
     /// `[notify]`: who hears about failures and recoveries.
     #[serde(default)]
     pub notify: crate::notify::NotifyConfig,
+    /// `[metrics]`: where the daemon serves `GET /metrics`.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// `[webhook]`: where `serve-webhook` listens for brokers' pushes.
     #[serde(default)]
     pub webhook: WebhookConfig,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `ip:port` where the daemon serves `GET /metrics` (default: nowhere).
+    pub listen: Option<String>,
 }
 
 /// `[webhook]`.

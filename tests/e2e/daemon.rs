@@ -72,7 +72,7 @@ impl Drop for Daemon {
 }
 
 fn config(accounts: &[&str]) -> String {
-    let mut toml = String::from("[retry]\nfirst_delay_ms = 50\n");
+    let mut toml = String::from("[retry]\nfirst_delay_ms = 50\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
     for a in accounts {
         toml.push_str(&format!(
             "[accounts.{a}]\nprovider = \"{a}.wasm\"\nenv_prefix = \"EXAMPLE\"\nrefresh_ahead_secs = 3\n"
@@ -93,7 +93,7 @@ fn daemon_refreshes_ahead_swaps_components_and_stops_cleanly() {
     w.write("tokenhost.toml", &config(&["alpha", "beta"]));
     let out = w.dir.join("daemon.out");
     let child = w
-        .command(&["daemon", "--tick-ms", "100"])
+        .command(&["daemon", "--tick-ms", "100", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(w.dir.join("daemon.err")).unwrap()))
         .spawn()
@@ -116,6 +116,19 @@ fn daemon_refreshes_ahead_swaps_components_and_stops_cleanly() {
             "{account} refreshed only after expiry"
         );
     }
+
+    // Its first line says where pushes and metrics are served.
+    let first = d.output().lines().next().unwrap_or_default().to_string();
+    let url_after = |key: &str| {
+        let at = first.find(key).unwrap_or_else(|| panic!("{key} missing: {first}")) + key.len();
+        first[at..].split([';', ' ']).next().unwrap().to_string()
+    };
+    let metrics = url_after("metrics on ");
+    let (status, _, text) = tokenhost::sandbox::upstox::http("GET", &metrics, b"");
+    assert_eq!(status, 200);
+    assert!(text.contains("tokenhost_token_expiry_timestamp_seconds{account=\"beta\"}"), "{text}");
+    let pushes = url_after("pushes on ").replace("ACCOUNT", "nobody");
+    assert_eq!(tokenhost::sandbox::upstox::http("POST", &pushes, b"{}").0, 404);
 
     // A new version of alpha's component: the next refresh uses it, no restart.
     let v2 = new_version(&original);
