@@ -417,3 +417,44 @@ fn the_mock_answers_malformed_requests_as_upstox_does() {
     let (s, _, b) = http("GET", &format!("{root}/v2/user/profile"), b"");
     assert_eq!((s, code_of(&b).as_str()), (429, "UDAPI10005"));
 }
+
+#[test]
+fn a_redirect_uri_that_is_not_loopback_is_pasted_back() {
+    let mut up = upstox_world("upstox-paste");
+    let redirect = "https://trader.example/upstox/callback";
+    up.mock.state().redirect = redirect.into();
+    up.w.set_env("UPSTOX_REDIRECT_URI", Some(redirect));
+    let mut child =
+        up.w.command(&["login", "upstox", "--no-browser"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut text = String::new();
+    let url = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no address printed:\n{text}");
+        text.push_str(&line);
+        if line.trim_start().starts_with("http") {
+            break line.trim().to_string();
+        }
+    };
+    // The browser lands on the registered page, which is not ours: the person copies its address.
+    let (status, headers, _) = http("GET", &url, b"");
+    assert_eq!(status, 302);
+    let landed = headers["location"].clone();
+    assert!(landed.starts_with(redirect), "{landed}");
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "{landed}").unwrap();
+    stderr.read_to_string(&mut text).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let out = Output { status: out.status, stdout: out.stdout, stderr: text.into_bytes() };
+    up.w.record(&["login"], &out);
+    let out = Out::from(out);
+    out.assert_code(0).assert_stdout_has("upstox: logged in").assert_stderr_has("paste the whole address");
+    assert_eq!(up.stored_token().as_deref(), up.tokens().last().map(String::as_str));
+    up.w.set_env("UPSTOX_REDIRECT_URI", None);
+    up.assert_no_leak();
+}
