@@ -52,6 +52,8 @@ pub struct Report {
     pub outcome: Outcome,
     /// The stored token's expiry.
     pub expires_at: Option<i64>,
+    /// When the stored token becomes due for a refresh (see [`policy::refresh_at`]).
+    pub refresh_at: Option<i64>,
 }
 
 /// What `run` was pointed at.
@@ -105,18 +107,7 @@ impl Context {
     /// comes from the info cache (by content hash) or, the first time, from the component.
     pub async fn resolve(&self, target: &Target) -> Result<Account, Error> {
         match target {
-            Target::Account(name) => match self.config.account(name) {
-                Err(e) if !self.config.file.accounts.contains_key(name) => {
-                    // Zero-config: `./NAME.wasm`, else the component this account last ran from.
-                    let local = PathBuf::from(format!("{name}.wasm"));
-                    let remembered = self.state.remembered_provider(name);
-                    match [Some(local), remembered].into_iter().flatten().find(|p| p.is_file()) {
-                        Some(path) => Ok(self.config.account_for_provider(name, &path)),
-                        None => Err(Error::Config(format!("{e}; no ./{name}.wasm either"))),
-                    }
-                }
-                other => other,
-            },
+            Target::Account(name) => account_named(&self.config, &self.state, name),
             Target::File(path) => {
                 let bytes = std::fs::read(path)
                     .map_err(|e| Error::Config(format!("cannot read provider {}: {e}", path.display())))?;
@@ -212,6 +203,7 @@ impl Context {
                 account: account.name.clone(),
                 outcome: Outcome::Fresh,
                 expires_at: expiry(&token),
+                refresh_at: token.as_ref().map(|t| policy::refresh_at(t, ahead)),
             });
         };
         tracing::debug!(account = %account.name, "refresh due: {reason}");
@@ -231,6 +223,7 @@ impl Context {
                 account: account.name.clone(),
                 outcome: Outcome::RefreshedElsewhere,
                 expires_at: expiry(&token),
+                refresh_at: token.as_ref().map(|t| policy::refresh_at(t, ahead)),
             });
         }
 
@@ -240,6 +233,7 @@ impl Context {
             account: account.name.clone(),
             outcome: Outcome::Refreshed(reason),
             expires_at: stored.expires_at,
+            refresh_at: Some(policy::refresh_at(&stored, ahead)),
         })
     }
 
@@ -424,6 +418,34 @@ impl Context {
         {
             tracing::warn!("{e}");
         }
+    }
+}
+
+/// The account called `name`: its section of the config file, else (zero-config) `./NAME.wasm`,
+/// else the component it last ran from.
+pub fn account_named(config: &Config, state: &StateDir, name: &str) -> Result<Account, Error> {
+    match config.account(name) {
+        Err(e) if !config.file.accounts.contains_key(name) => {
+            let local = PathBuf::from(format!("{name}.wasm"));
+            let remembered = state.remembered_provider(name);
+            match [Some(local), remembered].into_iter().flatten().find(|p| p.is_file()) {
+                Some(path) => Ok(config.account_for_provider(name, &path)),
+                None => Err(Error::Config(format!("{e}; no ./{name}.wasm either"))),
+            }
+        }
+        other => other,
+    }
+}
+
+/// The accounts a long-running command looks after: those `named`, else every configured
+/// one, else every account that has run from a provider file.
+pub fn default_names(config: &Config, state: &StateDir, named: &[String]) -> Vec<String> {
+    if !named.is_empty() {
+        named.to_vec()
+    } else if !config.account_names().is_empty() {
+        config.account_names()
+    } else {
+        state.accounts().into_iter().filter(|n| state.remembered_provider(n).is_some()).collect()
     }
 }
 

@@ -263,6 +263,10 @@ fn run_inner(cli: Cli) -> Result<ExitCode, Error> {
         }
     }
     ctx.metrics_file = cli.metrics_file.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))?;
     if let Command::Daemon { accounts, listen, metrics_listen, tick_ms, .. } = cli.command {
         let listen = listen.or_else(|| ctx.config.file.webhook.listen.clone());
         let metrics_listen = metrics_listen.or_else(|| ctx.config.file.metrics.listen.clone());
@@ -273,19 +277,7 @@ fn run_inner(cli: Cli) -> Result<ExitCode, Error> {
         };
         let config_path = ctx.config.path.clone();
         let state = ctx.state.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("starting the async runtime", e))?;
-        let select = move |config: &Config| -> Vec<String> {
-            if !accounts.is_empty() {
-                accounts.clone()
-            } else if !config.account_names().is_empty() {
-                config.account_names()
-            } else {
-                state.accounts().into_iter().filter(|n| state.remembered_provider(n).is_some()).collect()
-            }
-        };
+        let select = move |config: &Config| crate::accounts::default_names(config, &state, &accounts);
         return rt.block_on(crate::daemon::run(
             ctx,
             opts,
@@ -293,10 +285,6 @@ fn run_inner(cli: Cli) -> Result<ExitCode, Error> {
             select,
         ));
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting the async runtime", e))?;
     let result = rt.block_on(async {
         match cli.command {
             Command::Run { target, all, force, jobs, .. } => run_cmd(&ctx, target, all, force, jobs).await,
@@ -634,13 +622,7 @@ async fn serve_webhook_cmd(
     names: Vec<String>,
     listen: Option<String>,
 ) -> Result<ExitCode, Error> {
-    let names = if !names.is_empty() {
-        names
-    } else if !ctx.config.account_names().is_empty() {
-        ctx.config.account_names()
-    } else {
-        ctx.state.accounts().into_iter().filter(|n| ctx.state.remembered_provider(n).is_some()).collect()
-    };
+    let names = crate::accounts::default_names(&ctx.config, &ctx.state, &names);
     if names.is_empty() {
         return Err(Error::Config(
             "no accounts to receive pushes for: name them, configure them in tokenhost.toml, or run a provider file once"
@@ -654,9 +636,8 @@ async fn serve_webhook_cmd(
     let listen = listen
         .or_else(|| ctx.config.file.webhook.listen.clone())
         .unwrap_or_else(|| crate::webhook::DEFAULT_LISTEN.into());
-    let names: Vec<&str> = accounts.iter().map(|a| a.name.as_str()).collect();
-    let names = names.join(", ");
-    crate::webhook::serve(ctx, &listen, accounts.clone(), |addr| {
+    let names = accounts.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ");
+    crate::webhook::serve(ctx, &listen, accounts, |addr| {
         out(&format!("receiving pushes on http://{addr}/push/ACCOUNT for {names}"));
     })
     .await?;

@@ -147,18 +147,7 @@ fn accounts(
     if names.is_empty() {
         return Err(Error::Config("the daemon has no accounts: configure them in tokenhost.toml".into()));
     }
-    let mut list = Vec::new();
-    for name in names {
-        let account = match config.account(name) {
-            Ok(a) => a,
-            Err(_) => match state.remembered_provider(name) {
-                Some(p) => config.account_for_provider(name, &p),
-                None => return Err(Error::Config(format!("no account `{name}`"))),
-            },
-        };
-        list.push(account);
-    }
-    Ok(list)
+    names.iter().map(|name| crate::accounts::account_named(config, state, name)).collect()
 }
 
 /// Refreshes `account` if its token is due; says when to look again.
@@ -169,14 +158,7 @@ async fn refresh(ctx: &Context, account: &Account, d: Due) -> Due {
             if report.outcome != Outcome::Fresh {
                 crate::cli::out(&crate::cli::report_line(&report));
             }
-            let ahead = ctx
-                .state
-                .account(&account.name)
-                .ok()
-                .and_then(|dir| dir.load_token().ok().flatten())
-                .map(|t| account.config.refresh_ahead_secs.unwrap_or(t.refresh_ahead_secs) as i64)
-                .unwrap_or(0);
-            let next = report.expires_at.map(|e| e - ahead).unwrap_or(now + MAX_SLEEP_SECS);
+            let next = report.refresh_at.unwrap_or(now + MAX_SLEEP_SECS);
             Due { at: next.clamp(now + 1, now + MAX_SLEEP_SECS), failures: 0 }
         }
         Err(e) => {

@@ -91,15 +91,23 @@ pub fn due(token: Option<&StoredToken>, refresh_ahead: Option<u32>, now: i64) ->
     let Some(t) = token else {
         return Some(Reason::Missing);
     };
-    let expires = t.expires_at.unwrap_or(t.refreshed_at + ASSUMED_LIFETIME_SECS);
-    let ahead = refresh_ahead.unwrap_or(t.refresh_ahead_secs) as i64;
-    if now >= expires {
+    if now >= expires(t) {
         Some(Reason::Expired)
-    } else if now + ahead >= expires {
+    } else if now >= refresh_at(t, refresh_ahead) {
         Some(Reason::Expiring)
     } else {
         None
     }
+}
+
+/// When `t` stops being trusted: its expiry, else [`ASSUMED_LIFETIME_SECS`] after it was stored.
+fn expires(t: &StoredToken) -> i64 {
+    t.expires_at.unwrap_or(t.refreshed_at + ASSUMED_LIFETIME_SECS)
+}
+
+/// When `t` becomes due: `refresh_ahead` (else the ahead stored with it) before it expires.
+pub fn refresh_at(t: &StoredToken, refresh_ahead: Option<u32>) -> i64 {
+    expires(t) - refresh_ahead.unwrap_or(t.refresh_ahead_secs) as i64
 }
 
 #[cfg(test)]
