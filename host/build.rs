@@ -26,13 +26,12 @@ fn main() {
         std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
     let wasm_dir = target_dir.join("wasm");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let build = |extra: &[&str]| {
+    {
         let mut cmd = Command::new(&cargo);
         cmd.args(["build", "--release", "--target", TARGET, "--manifest-path"])
             .arg(components.join("Cargo.toml"))
             .arg("--target-dir")
-            .arg(&wasm_dir)
-            .args(extra);
+            .arg(&wasm_dir);
         // The outer build's flags and target are for the host, not for the guests.
         for var in [
             "CARGO_ENCODED_RUSTFLAGS",
@@ -52,18 +51,8 @@ fn main() {
                 components.display()
             );
         }
-    };
+    }
     let out = wasm_dir.join(TARGET).join("release");
-    // The fixture once more with an extra declared host, for the daemon's hot-swap test. Built
-    // first: the workspace build after it puts the plain fixture.wasm back.
-    build(&["-p", "fixture", "--features", "extra-host"]);
-    std::fs::copy(out.join("fixture.wasm"), out.join("fixture_extra_host.wasm"))
-        .expect("copying the extra-host fixture");
-    println!(
-        "cargo:rustc-env=TOKENHOST_COMPONENT_FIXTURE_EXTRA_HOST={}",
-        out.join("fixture_extra_host.wasm").display()
-    );
-    build(&[]);
     for m in &members {
         let file = out.join(format!("{}.wasm", m.replace('-', "_")));
         if file.is_file() {
@@ -71,7 +60,6 @@ fn main() {
             println!("cargo:rustc-env={var}={}", file.display());
         }
     }
-    println!("cargo:rustc-env=TOKENHOST_EXAMPLE_WASM={}", out.join("fixture.wasm").display());
     println!("cargo:rustc-env=TOKENHOST_COMPONENTS_DIR={}", out.display());
 }
 

@@ -1,5 +1,8 @@
 //! The host side of the contract, generated once: the `provider` export, and the
-//! `wasi:config` and `wasi:keyvalue` imports that [`crate::caps`] implements.
+//! `wasi:config` and `wasi:keyvalue` imports that `crate::caps` implements.
+
+/// An open `wasi:keyvalue` bucket (there is one per account, so it holds nothing).
+pub struct Bucket;
 
 wasmtime::component::bindgen!({
     path: [
@@ -24,5 +27,5 @@ wasmtime::component::bindgen!({
     ",
     imports: { default: trappable },
     exports: { default: async },
-    with: { "wasi:keyvalue/store.bucket": crate::caps::keyvalue::Bucket },
+    with: { "wasi:keyvalue/store.bucket": Bucket },
 });

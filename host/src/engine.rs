@@ -58,7 +58,7 @@ pub struct Loaded {
 
 /// What a provider said about itself, cached by content hash so that `run provider.wasm`
 /// can find its account without loading the component.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedInfo {
     /// Provider name.
     pub name: String,
@@ -76,7 +76,9 @@ impl Host {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
-        let engine = Engine::new(&config).map_err(|e| Error::Fault(format!("starting wasmtime: {e}")))?;
+        config.parallel_compilation(true);
+        let engine = Engine::new(&config)
+            .map_err(|e| Error::fault_from("starting wasmtime failed", &e, str::to_string))?;
         start_ticker(&engine);
         Ok(Host { engine, cache_dir })
     }
@@ -108,13 +110,18 @@ impl Host {
             }
             Err(_) => {
                 if !wasmparser_is_component(bytes) {
-                    return Err(Error::Fault(format!(
+                    return Err(Error::fault(format!(
                         "{origin} is not a WebAssembly component (a provider is built with \
                          `cargo build --target wasm32-wasip2`)"
                     )));
                 }
                 let c = Component::new(&self.engine, bytes).map_err(|e| {
-                    Error::Fault(format!("{origin} is not a valid component: {}", first_line(&e)))
+                    let first = e.to_string().lines().next().unwrap_or("").to_string();
+                    Error::fault_from(
+                        format!("{origin} is not a valid component: {first}"),
+                        &e,
+                        str::to_string,
+                    )
                 })?;
                 if let Ok(serialized) = c.serialize() {
                     let _ = crate::store::create_private_dir(&self.cache_dir);
@@ -165,10 +172,6 @@ fn wasmparser_is_component(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0]
 }
 
-fn first_line(e: &impl std::fmt::Display) -> String {
-    format!("{e:#}").lines().next().unwrap_or("").to_string()
-}
-
 /// Refuses a component that does not export the provider interface (naming what it has
 /// instead) or that imports anything outside the contract (naming the import).
 pub fn check_contract(engine: &Engine, component: &Component, origin: &str) -> Result<(), Error> {
@@ -176,7 +179,7 @@ pub fn check_contract(engine: &Engine, component: &Component, origin: &str) -> R
     let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
     if !exports.iter().any(|e| e == PROVIDER_EXPORT) {
         let other = exports.iter().find(|e| e.starts_with("tokenhost:provider/provider@"));
-        return Err(Error::Fault(match other {
+        return Err(Error::fault(match other {
             Some(found) => format!(
                 "{origin} exports {found}, but this tokenhost speaks {PROVIDER_EXPORT}: \
                  rebuild the provider with a matching SDK or upgrade tokenhost"
@@ -189,7 +192,7 @@ pub fn check_contract(engine: &Engine, component: &Component, origin: &str) -> R
     }
     for (name, _) in ty.imports(engine) {
         if !ALLOWED_IMPORTS.iter().any(|p| name.starts_with(p)) {
-            return Err(Error::Fault(format!(
+            return Err(Error::fault(format!(
                 "{origin} imports `{name}`, which providers may not use (allowed: wasi:http, \
                  wasi:config/store, wasi:keyvalue/store, and the stdio, clocks and random of wasi:cli)"
             )));

@@ -1,34 +1,41 @@
 //! tokenhost: keeps broker API tokens fresh by running sandboxed WebAssembly provider
-//! components.
+//! components. The host speaks of providers (a `.wasm` component exporting
+//! `tokenhost:provider/provider`), accounts (a provider plus its settings) and tokens; broker
+//! names live only in the components.
 //!
-//! The host speaks of providers (a `.wasm` component exporting `tokenhost:provider/provider`),
-//! accounts (a provider plus its settings) and tokens. Broker names live only in the
-//! components. Layout: [`engine`] loads and checks components, [`caps`] holds one module per
-//! capability granted to a component, [`provider`] runs calls under limits, [`store`] keeps
-//! tokens on disk, [`policy`] decides when to refresh, [`settings`] resolves configuration.
+//! Layers go one way. The `tokenhost` binary (`src/bin/tokenhost`) turns flags into plans,
+//! hands them to the core and renders what comes back; this library is the core and never
+//! prints:
+//!
+//! - [`plan`]: each account resolved once from [`settings`] (the config file and `.env`) into
+//!   a [`plan::Plan`];
+//! - [`service`]: runs plans (refresh, check, logout, push; [`login`] for browser logins) and
+//!   returns typed outcomes, each account on its own task;
+//! - [`policy`]: the rules (expiry, when a refresh is due, backoff, replayed pushes, hot swaps);
+//! - [`provider`] runs one component under limits, with one module per capability under
+//!   `caps` (HTTP, settings, key-value, logs); [`engine`] loads, checks and caches components;
+//! - [`store`] keeps tokens on disk; [`sinks`] copies them where other programs read them;
+//!   [`notify`], [`metrics`] and [`logfile`] tell people; [`listener`] is the one HTTP
+//!   listener (pushes, metrics, login callbacks); [`schedule`] writes scheduler entries.
 
-pub mod accounts;
 mod bindings;
-pub mod caps;
-pub mod cli;
-pub mod daemon;
-mod demo;
+mod caps;
 pub mod engine;
 mod error;
+pub mod listener;
 pub mod logfile;
 pub mod login;
 pub mod metrics;
 pub mod notify;
+pub mod plan;
 pub mod policy;
 pub mod provider;
-pub mod sandbox;
 pub mod schedule;
 pub mod secret;
-pub mod serve;
+pub mod service;
 pub mod settings;
 pub mod sinks;
 pub mod store;
 pub mod time;
-pub mod webhook;
 
-pub use error::{Error, ExitCode};
+pub use error::{Cause, Error, ExitCode};

@@ -140,11 +140,11 @@ pub fn message(
         (_, Ok(t)) => format!("tokenhost: {account} refreshed: {}.", expiry(Some(t))),
         (_, Err(e)) => {
             let next = match e {
-                Error::Interaction(_) => format!("act now, or run `tokenhost login {account}`"),
+                Error::Interaction { .. } => format!("act now, or run `tokenhost login {account}`"),
                 Error::Rejected(_) => "fix the credentials; retrying will not help".to_string(),
                 Error::Config(_) | Error::Io { .. } => "fix the configuration".to_string(),
-                Error::Transient(_) => "tokenhost tries again at the next run".to_string(),
-                Error::Fault(_) => "check the provider component".to_string(),
+                Error::Transient { .. } => "tokenhost tries again at the next run".to_string(),
+                Error::Fault { .. } => "check the provider component".to_string(),
             };
             format!(
                 "tokenhost: {account} FAILED ({}): {e}. Last good token kept: {}. Next: {next}.",

@@ -7,13 +7,13 @@ use crate::caps::http::HttpPolicy;
 use crate::caps::keyvalue::{KvStore, KvView};
 use crate::caps::logs::GuestOutput;
 use crate::caps::{self, Violations};
-use crate::engine::{API_VERSION, EPOCH_TICK, Host, Loaded};
+use crate::engine::{API_VERSION, Host, Loaded};
 use crate::secret::Secret;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -72,6 +72,8 @@ pub struct HostState {
     settings: Settings,
     kv: KvStore,
     memory: MemoryCap,
+    /// When the call in progress must stop (see [`Provider::arm`]).
+    deadline: Instant,
 }
 
 impl WasiView for HostState {
@@ -120,7 +122,7 @@ impl ResourceLimiter for MemoryCap {
 /// The linker every provider is instantiated with: WASI without files, sockets or
 /// environment, `wasi:http` through [`HttpPolicy`], config and key-value scoped to the account.
 pub fn linker(host: &Host) -> Result<Linker<HostState>, Error> {
-    let fault = |e: wasmtime::Error| Error::Fault(format!("setting up the sandbox: {e}"));
+    let fault = |e: wasmtime::Error| Error::fault_from("setting up the sandbox failed", &e, str::to_string);
     let mut linker = Linker::new(host.engine());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(fault)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(fault)?;
@@ -147,6 +149,17 @@ pub struct Provider {
     secrets: Vec<Secret>,
     /// SHA-256 of the component file.
     sha256: String,
+}
+
+/// One call into the guest: armed with the deadline, bounded in wall-clock time, its outcome
+/// mapped by [`Provider::guest_result`].
+macro_rules! guest_call {
+    ($self:ident, $what:literal, $method:ident $(, $arg:expr)*) => {{
+        $self.arm();
+        let fut = $self.exports.tokenhost_provider_provider().$method(&mut $self.store $(, $arg)*);
+        let r = tokio::time::timeout($self.limits.call_timeout, fut).await;
+        $self.guest_result($what, r)
+    }};
 }
 
 impl Provider {
@@ -183,10 +196,20 @@ impl Provider {
             settings: Settings::new(&grants.account, violations.clone()),
             kv: KvStore::new(grants.kv_path.clone()),
             memory: MemoryCap { cap: limits.memory_bytes, hit: false },
+            deadline: Instant::now() + limits.call_timeout,
         };
         let mut store = Store::new(host.engine(), state);
         store.limiter(|s| &mut s.memory);
-        store.set_epoch_deadline(ticks(limits.call_timeout));
+        // At every epoch tick the guest yields to the runtime, so a component that computes
+        // for long never holds up other accounts; past the call's deadline it is stopped.
+        store.epoch_deadline_callback(|ctx| {
+            Ok(if Instant::now() >= ctx.data().deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store.set_epoch_deadline(1);
 
         let mut stderr = stderr;
         let instantiate =
@@ -195,7 +218,7 @@ impl Provider {
             Ok(Ok(e)) => e,
             Ok(Err(e)) => {
                 stderr.flush(&grants.account, &[]);
-                return Err(limit_or_trap(&store, &limits, "instantiation", e));
+                return Err(limit_or_trap(&store, &limits, "instantiation", e, &[]));
             }
             Err(_) => return Err(deadline(&limits, "instantiation")),
         };
@@ -255,8 +278,14 @@ impl Provider {
         &self.secrets
     }
 
+    /// Gives the next call its full time budget.
+    fn arm(&mut self) {
+        self.store.data_mut().deadline = Instant::now() + self.limits.call_timeout;
+        self.store.set_epoch_deadline(1);
+    }
+
     async fn describe_call(&mut self) -> Result<ProviderInfo, Error> {
-        self.store.set_epoch_deadline(ticks(self.limits.call_timeout));
+        self.arm();
         let fut = self.exports.tokenhost_provider_provider().call_describe(&mut self.store);
         let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
         self.finish("describe", r)
@@ -264,59 +293,40 @@ impl Provider {
 
     /// `refresh(current)`.
     pub async fn refresh(&mut self, current: Option<Token>) -> Result<Token, Error> {
-        self.store.set_epoch_deadline(ticks(self.limits.call_timeout));
-        let fut = self.exports.tokenhost_provider_provider().call_refresh(&mut self.store, current.as_ref());
-        let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
-        let token = self.guest_result("refresh", r)?;
+        let token = guest_call!(self, "refresh", call_refresh, current.as_ref())?;
         self.check_token(token)
     }
 
     /// `validate(token)`.
     pub async fn validate(&mut self, token: Token) -> Result<(), Error> {
-        self.store.set_epoch_deadline(ticks(self.limits.call_timeout));
-        let fut = self.exports.tokenhost_provider_provider().call_validate(&mut self.store, &token);
-        let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
-        self.guest_result("validate", r)
+        guest_call!(self, "validate", call_validate, &token)
     }
 
     /// `revoke(token)`.
     pub async fn revoke(&mut self, token: Token) -> Result<(), Error> {
-        self.store.set_epoch_deadline(ticks(self.limits.call_timeout));
-        let fut = self.exports.tokenhost_provider_provider().call_revoke(&mut self.store, &token);
-        let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
-        self.guest_result("revoke", r)
+        guest_call!(self, "revoke", call_revoke, &token)
     }
 
     /// `login-url(redirect_uri, state)`.
     pub async fn login_url(&mut self, redirect_uri: &str, state: &str) -> Result<String, Error> {
-        self.store.set_epoch_deadline(ticks(self.limits.call_timeout));
-        let fut =
-            self.exports.tokenhost_provider_provider().call_login_url(&mut self.store, redirect_uri, state);
-        let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
-        self.guest_result("login-url", r)
+        guest_call!(self, "login-url", call_login_url, redirect_uri, state)
     }
 
     /// `complete-login(params)`.
     pub async fn complete_login(&mut self, params: &[(String, String)]) -> Result<Token, Error> {
-        self.store.set_epoch_deadline(ticks(self.limits.call_timeout));
-        let fut = self.exports.tokenhost_provider_provider().call_complete_login(&mut self.store, params);
-        let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
-        let token = self.guest_result("complete-login", r)?;
+        let token = guest_call!(self, "complete-login", call_complete_login, params)?;
         self.check_token(token)
     }
 
     /// `accept-push(body)`.
     pub async fn accept_push(&mut self, body: &[u8]) -> Result<Token, Error> {
-        self.store.set_epoch_deadline(ticks(self.limits.call_timeout));
-        let fut = self.exports.tokenhost_provider_provider().call_accept_push(&mut self.store, body);
-        let r = tokio::time::timeout(self.limits.call_timeout, fut).await;
-        let token = self.guest_result("accept-push", r)?;
+        let token = guest_call!(self, "accept-push", call_accept_push, body)?;
         self.check_token(token)
     }
 
     fn check_token(&mut self, token: Token) -> Result<Token, Error> {
         if token.access_token.trim().is_empty() {
-            return Err(Error::Transient(format!(
+            return Err(Error::transient(format!(
                 "provider `{}` returned an empty token; the stored one is kept",
                 self.info.name
             )));
@@ -343,16 +353,17 @@ impl Provider {
     ) -> Result<T, Error> {
         let mut secrets = self.secrets.clone();
         secrets.extend(self.store.data_mut().kv.secrets());
+        let secrets = secrets;
         self.stdout.flush(&self.account, &secrets);
         self.stderr.flush(&self.account, &secrets);
         let value = match r {
             Err(_) => return Err(deadline(&self.limits, what)),
-            Ok(Err(e)) => return Err(limit_or_trap(&self.store, &self.limits, what, e)),
+            Ok(Err(e)) => return Err(limit_or_trap(&self.store, &self.limits, what, e, &secrets)),
             Ok(Ok(v)) => v,
         };
         let breaches = self.violations.take();
         if !breaches.is_empty() {
-            return Err(Error::Fault(format!(
+            return Err(Error::fault(format!(
                 "provider broke the sandbox policy during {what}: {}",
                 breaches.join("; ")
             )));
@@ -369,34 +380,37 @@ impl Provider {
             }
             ProviderError::Rejected(m) => Error::Rejected(r(&m)),
             ProviderError::Transient(m) => {
-                Error::Transient(format!("{what} failed, try again later: {}", r(&m)))
+                Error::transient(format!("{what} failed, try again later: {}", r(&m)))
             }
             ProviderError::Protocol(m) => {
-                Error::Transient(format!("{what}: the broker's answer could not be understood: {}", r(&m)))
+                Error::transient(format!("{what}: the broker's answer could not be understood: {}", r(&m)))
             }
-            ProviderError::InteractionRequired(i) => Error::Interaction(match i.url {
-                Some(url) => format!("{}: {}", r(&i.message), url),
-                None => r(&i.message),
-            }),
+            ProviderError::InteractionRequired(i) => {
+                Error::Interaction { message: r(&i.message), url: i.url.map(|u| r(&u)) }
+            }
             ProviderError::Unsupported(m) => Error::Config(format!("provider `{name}`: {}", r(&m))),
         }
     }
 }
 
-fn ticks(d: Duration) -> u64 {
-    (d.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
-}
-
 fn deadline(limits: &Limits, what: &str) -> Error {
-    Error::Fault(format!(
+    Error::fault(format!(
         "provider stopped: {what} exceeded the time limit of {} s (limits.timeout_secs)",
         limits.call_timeout.as_secs()
     ))
 }
 
-fn limit_or_trap(store: &Store<HostState>, limits: &Limits, what: &str, e: wasmtime::Error) -> Error {
+/// A failed call: the limit it hit, if it hit one, else a crash; the runtime's error is kept
+/// whole (scrubbed of `secrets`) as the cause.
+fn limit_or_trap(
+    store: &Store<HostState>,
+    limits: &Limits,
+    what: &str,
+    e: wasmtime::Error,
+    secrets: &[Secret],
+) -> Error {
     if store.data().memory.hit {
-        return Error::Fault(format!(
+        return Error::fault(format!(
             "provider stopped: {what} exceeded the memory limit of {} MiB (limits.memory_mib)",
             limits.memory_bytes >> 20
         ));
@@ -404,19 +418,20 @@ fn limit_or_trap(store: &Store<HostState>, limits: &Limits, what: &str, e: wasmt
     if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         return deadline(limits, what);
     }
-    let text = format!("{e}");
-    Error::Fault(format!("provider crashed during {what}: {}", text.lines().next().unwrap_or("trap")))
+    let redact = |t: &str| crate::secret::redact(t, secrets);
+    let first = redact(&e.to_string()).lines().next().unwrap_or("trap").to_string();
+    Error::fault_from(format!("provider crashed during {what}: {first}"), &e, redact)
 }
 
 fn check_info(info: &ProviderInfo) -> Result<(), Error> {
     if info.api_version != API_VERSION {
-        return Err(Error::Fault(format!(
+        return Err(Error::fault(format!(
             "provider `{}` was built for tokenhost:provider {} but this host speaks {API_VERSION}",
             info.name, info.api_version
         )));
     }
     if crate::store::validate_account_name(&info.name).is_err() {
-        return Err(Error::Fault(format!("provider name {:?} is not usable as an account name", info.name)));
+        return Err(Error::fault(format!("provider name {:?} is not usable as an account name", info.name)));
     }
     Ok(())
 }

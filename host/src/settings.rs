@@ -1,15 +1,12 @@
-//! Configuration: `tokenhost.toml` (accounts, limits, allowlists, settings) and, for each
-//! setting a provider declares, where its value comes from: the config file, then the
-//! environment (`<PREFIX>_<KEY>`), then a `.env` file in the working directory.
+//! The configuration as the user wrote it: `tokenhost.toml` (accounts, limits, allowlists,
+//! settings, sinks, retries, notifications) and the `.env` file of the working directory.
+//! [`crate::plan`] turns it into one plan per account.
 
 use crate::Error;
-use crate::provider::{Grants, Limits, ProviderInfo};
-use crate::secret::Secret;
-use crate::store::StateDir;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
 
 /// The file name looked for in the working directory.
 pub const CONFIG_FILE: &str = "tokenhost.toml";
@@ -88,29 +85,6 @@ pub struct RetryConfig {
     pub max_total_secs: Option<u64>,
 }
 
-/// The retry policy of one account, resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retry {
-    /// Attempts in all.
-    pub attempts: u32,
-    /// Wait before the second attempt.
-    pub first_delay: Duration,
-    /// Longest wait.
-    pub max_delay: Duration,
-    /// Budget from the first attempt's start.
-    pub max_total: Duration,
-}
-
-impl Retry {
-    /// The wait before attempt `n + 1` after `n` failed ones (`n` >= 1): exponential, capped,
-    /// with jitter of up to a quarter either way so that many accounts do not retry in step.
-    pub fn delay(&self, n: u32, jitter: f64) -> Duration {
-        let base = self.first_delay.as_secs_f64() * 2f64.powi(n.saturating_sub(1).min(30) as i32);
-        let capped = base.min(self.max_delay.as_secs_f64());
-        Duration::from_secs_f64(capped * (1.0 + 0.25 * jitter.clamp(-1.0, 1.0)))
-    }
-}
-
 /// `[accounts.NAME]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,20 +121,8 @@ pub struct Config {
     pub path: Option<PathBuf>,
     /// Its contents.
     pub file: ConfigFile,
-    dotenv: BTreeMap<String, String>,
-}
-
-/// One account, ready to run.
-#[derive(Debug, Clone)]
-pub struct Account {
-    /// Name (also the state folder's).
-    pub name: String,
-    /// The component file.
-    pub provider_path: PathBuf,
-    /// Its section in the config file (default when it has none).
-    pub config: AccountConfig,
-    /// Whether the config file has a section for it.
-    pub configured: bool,
+    /// `./.env`, read once.
+    pub dotenv: Arc<BTreeMap<String, String>>,
 }
 
 impl Config {
@@ -185,55 +147,12 @@ impl Config {
         for name in file.accounts.keys() {
             crate::store::validate_account_name(name)?;
         }
-        Ok(Config { path, file, dotenv: read_dotenv(Path::new(".env")) })
+        Ok(Config { path, file, dotenv: Arc::new(read_dotenv(Path::new(".env"))) })
     }
 
     /// A configuration made in code (the demo, tests), with no `.env`.
     pub fn from_file(file: ConfigFile) -> Config {
-        Config { path: None, file, dotenv: BTreeMap::new() }
-    }
-
-    /// The configured account `name`.
-    pub fn account(&self, name: &str) -> Result<Account, Error> {
-        let Some(config) = self.file.accounts.get(name) else {
-            let known: Vec<&str> = self.file.accounts.keys().map(String::as_str).collect();
-            return Err(Error::Config(match &self.path {
-                None => format!(
-                    "no account `{name}`: there is no tokenhost.toml here (pass --config, or run a provider file: `tokenhost run path/to/provider.wasm`)"
-                ),
-                Some(p) => format!(
-                    "no account `{name}` in {} (accounts: {})",
-                    p.display(),
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                ),
-            }));
-        };
-        let provider = config.provider.as_ref().ok_or_else(|| {
-            Error::Config(format!("account `{name}` has no provider: add `provider = \"path/to/provider.wasm\"` under [accounts.{name}]"))
-        })?;
-        let mut config = config.clone();
-        config.sinks = self.sinks_relative_to_file(config.sinks);
-        Ok(Account {
-            name: name.to_string(),
-            provider_path: self.relative_to_file(provider),
-            config,
-            configured: true,
-        })
-    }
-
-    /// The account for a provider file run directly: the account named after the provider,
-    /// with that section of the config file if there is one.
-    pub fn account_for_provider(&self, provider_name: &str, path: &Path) -> Account {
-        let config = self.file.accounts.get(provider_name).cloned().map(|mut c| {
-            c.sinks = self.sinks_relative_to_file(c.sinks);
-            c
-        });
-        Account {
-            name: provider_name.to_string(),
-            provider_path: path.to_path_buf(),
-            configured: config.is_some(),
-            config: config.unwrap_or_default(),
-        }
+        Config { path: None, file, dotenv: Arc::default() }
     }
 
     /// Every configured account name.
@@ -241,79 +160,13 @@ impl Config {
         self.file.accounts.keys().cloned().collect()
     }
 
-    fn sinks_relative_to_file(&self, sinks: Vec<crate::sinks::Sink>) -> Vec<crate::sinks::Sink> {
-        let base = self.path.as_ref().and_then(|c| c.parent()).map(Path::to_path_buf).unwrap_or_default();
-        sinks.into_iter().map(|s| s.relative_to(&base)).collect()
-    }
-
-    fn relative_to_file(&self, p: &Path) -> PathBuf {
+    /// `p` as seen from the working directory: a relative path is taken from the config
+    /// file's folder.
+    pub fn relative_to_file(&self, p: &Path) -> PathBuf {
         match self.path.as_ref().and_then(|c| c.parent()) {
             Some(dir) if p.is_relative() && !dir.as_os_str().is_empty() => dir.join(p),
             _ => p.to_path_buf(),
         }
-    }
-
-    /// The account's limits: its own section, then `[limits]`, then the defaults.
-    pub fn limits(&self, account: &Account) -> Limits {
-        let (a, g) = (&account.config.limits, &self.file.limits);
-        let d = Limits::default();
-        let secs =
-            |a: Option<u64>, g: Option<u64>, d: Duration| a.or(g).map(Duration::from_secs).unwrap_or(d);
-        Limits {
-            memory_bytes: a.memory_mib.or(g.memory_mib).map(|m| (m as usize) << 20).unwrap_or(d.memory_bytes),
-            call_timeout: secs(a.timeout_secs, g.timeout_secs, d.call_timeout),
-            connect_timeout: secs(a.connect_timeout_secs, g.connect_timeout_secs, d.connect_timeout),
-            read_timeout: secs(a.read_timeout_secs, g.read_timeout_secs, d.read_timeout),
-            max_response_bytes: a
-                .max_response_kib
-                .or(g.max_response_kib)
-                .map(|k| (k as usize) << 10)
-                .unwrap_or(d.max_response_bytes),
-        }
-    }
-
-    /// The account's retry policy: its own section, then `[retry]`, then the defaults.
-    pub fn retry(&self, account: &Account) -> Retry {
-        let (a, g) = (&account.config.retry, &self.file.retry);
-        let ms = |a: Option<u64>, g: Option<u64>, d: u64| Duration::from_millis(a.or(g).unwrap_or(d));
-        Retry {
-            attempts: a.attempts.or(g.attempts).unwrap_or(3).max(1),
-            first_delay: ms(a.first_delay_ms, g.first_delay_ms, 2000),
-            max_delay: ms(a.max_delay_ms, g.max_delay_ms, 60_000),
-            max_total: Duration::from_secs(a.max_total_secs.or(g.max_total_secs).unwrap_or(300)),
-        }
-    }
-
-    /// What the account grants its provider.
-    pub fn grants(&self, account: &Account, state: &StateDir) -> Result<Grants, Error> {
-        Ok(Grants {
-            account: account.name.clone(),
-            allow_hosts: account.config.allow_hosts.clone(),
-            allow_plain_http: account.config.allow_plain_http,
-            kv_path: state.account(&account.name)?.kv_path(),
-            limits: self.limits(account),
-        })
-    }
-
-    /// The values of the settings `info` declares, and an error naming the first required
-    /// one that is missing and where to put it.
-    pub fn resolve(&self, account: &Account, info: &ProviderInfo) -> Result<BTreeMap<String, Secret>, Error> {
-        let prefix = env_prefix(account, &info.name);
-        let mut values = BTreeMap::new();
-        for s in &info.settings {
-            if let Some(v) = account.config.settings.get(&s.name).filter(|v| !v.is_empty()) {
-                values.insert(s.name.clone(), Secret::new(v.clone()));
-                continue;
-            }
-            let var = env_var_name(&prefix, &s.name);
-            let mut names = std::iter::once(&s.name).chain(&s.aliases);
-            if let Some(v) = names.find_map(|n| self.lookup(&env_var_name(&prefix, n))) {
-                values.insert(s.name.clone(), Secret::new(v));
-            } else if s.required {
-                return Err(Error::Config(self.missing_message(account, &s.name, &var)));
-            }
-        }
-        Ok(values)
     }
 
     /// A variable from the environment, else from `./.env`; empty counts as unset.
@@ -321,29 +174,6 @@ impl Config {
         let from_env = std::env::var(var).ok().filter(|v| !v.is_empty());
         from_env.or_else(|| self.dotenv.get(var).filter(|v| !v.is_empty()).cloned())
     }
-
-    fn missing_message(&self, account: &Account, key: &str, var: &str) -> String {
-        let file = self.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| CONFIG_FILE.into());
-        format!(
-            "missing setting `{key}` for account `{}`: set {var} in the environment or in ./.env, \
-             or add `{key} = \"...\"` under [accounts.{}.settings] in {file}",
-            account.name, account.name
-        )
-    }
-}
-
-/// `XTS` for provider `xts`, unless the account sets `env_prefix`.
-pub fn env_prefix(account: &Account, provider_name: &str) -> String {
-    account
-        .config
-        .env_prefix
-        .clone()
-        .unwrap_or_else(|| provider_name.to_ascii_uppercase().replace(['-', '.'], "_"))
-}
-
-/// `XTS_API_KEY` for prefix `XTS` and key `api-key`.
-pub fn env_var_name(prefix: &str, key: &str) -> String {
-    format!("{prefix}_{}", key.to_ascii_uppercase().replace(['-', '.'], "_"))
 }
 
 fn read_dotenv(path: &Path) -> BTreeMap<String, String> {
@@ -356,28 +186,6 @@ fn read_dotenv(path: &Path) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn env_names_follow_the_old_scripts() {
-        assert_eq!(env_var_name("UPSTOX", "api-key"), "UPSTOX_API_KEY");
-        assert_eq!(env_var_name("XTS", "api-root"), "XTS_API_ROOT");
-    }
-
-    #[test]
-    fn retry_delays_double_up_to_the_cap_with_bounded_jitter() {
-        let r = Retry {
-            attempts: 5,
-            first_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(3),
-            max_total: Duration::from_secs(60),
-        };
-        assert_eq!(r.delay(1, 0.0), Duration::from_secs(1));
-        assert_eq!(r.delay(2, 0.0), Duration::from_secs(2));
-        assert_eq!(r.delay(3, 0.0), Duration::from_secs(3));
-        assert_eq!(r.delay(30, 0.0), Duration::from_secs(3));
-        assert_eq!(r.delay(1, 1.0), Duration::from_millis(1250));
-        assert_eq!(r.delay(1, -7.0), Duration::from_millis(750));
-    }
 
     #[test]
     fn unknown_config_keys_are_refused() {

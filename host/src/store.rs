@@ -237,8 +237,9 @@ impl AccountDir {
         self.dir.join("kv.json")
     }
 
-    /// Waits for and takes the account's exclusive lock.
-    pub fn lock(&self) -> Result<AccountLock, Error> {
+    /// Waits for the account's exclusive lock without blocking the thread, so that other
+    /// accounts go on while this one waits (for another process's refresh, say).
+    pub async fn lock(&self) -> Result<AccountLock, Error> {
         let path = self.dir.join("lock");
         let file = private_options()
             .read(true)
@@ -247,8 +248,19 @@ impl AccountDir {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        file.lock().map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
-        Ok(AccountLock { _file: file })
+        let mut wait = std::time::Duration::from_millis(2);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(AccountLock { _file: file }),
+                Err(fs::TryLockError::WouldBlock) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_millis(50));
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(Error::io(format!("locking {}", path.display()), e));
+                }
+            }
+        }
     }
 }
 
@@ -324,11 +336,13 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
 }
 
 /// Writes `bytes` to `path` so that readers see the old file or the new one, never a part:
-/// a temp file beside it (mode 0600), fsync, rename over, fsync the folder.
+/// a temp file beside it (mode 0600), fsync, rename over, fsync the folder. Temp files that a
+/// killed writer left in the folder are removed first (see [`sweep_stale_temps`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), unique()));
+    sweep_stale_temps(dir);
+    let tmp = dir.join(format!(".{name}.{}.{}{TEMP_SUFFIX}", std::process::id(), unique()));
     let result = (|| {
         let mut f = private_options().write(true).create_new(true).open(&tmp)?;
         f.write_all(bytes)?;
@@ -345,6 +359,40 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// A writer killed between creating its temp file and renaming it (kill -9, power loss)
+/// leaves the temp file behind, holding a token. Ours are `.<name>.<pid>.<n>.tmp`; one is stale
+/// when its writer is no longer running (known on Linux) or it is older than a minute (no
+/// write takes that long). Others' files and live writers' files are left alone.
+pub fn sweep_stale_temps(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_writer) else { continue };
+        if pid == std::process::id() {
+            continue;
+        }
+        let age = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+        if age.is_some_and(|a| a > std::time::Duration::from_secs(60)) || !process_running(pid) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The writer's pid, if `name` is one of our temp files.
+fn temp_writer(name: &str) -> Option<u32> {
+    let inner = name.strip_prefix('.')?.strip_suffix(TEMP_SUFFIX)?;
+    let mut parts = inner.rsplitn(3, '.');
+    let (_n, pid, file) = (parts.next()?.parse::<u64>().ok()?, parts.next()?, parts.next()?);
+    (!file.is_empty()).then_some(())?;
+    pid.parse().ok()
+}
+
+fn process_running(pid: u32) -> bool {
+    if cfg!(target_os = "linux") { Path::new("/proc").join(pid.to_string()).exists() } else { true }
 }
 
 fn unique() -> u64 {
@@ -382,6 +430,15 @@ pub fn create_private_dir(dir: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_our_temp_files_name_a_writer() {
+        assert_eq!(temp_writer(".token.json.4242.7.tmp"), Some(4242));
+        assert_eq!(temp_writer(".status.json.1.0.tmp"), Some(1));
+        for other in ["token.json", ".token.json.tmp", ".x.abc.1.tmp", "..1.2.tmp", "notes.4242.7.tmp"] {
+            assert_eq!(temp_writer(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn account_names_cannot_escape() {

@@ -124,11 +124,11 @@ fn daemon_refreshes_ahead_swaps_components_and_stops_cleanly() {
         first[at..].split([';', ' ']).next().unwrap().to_string()
     };
     let metrics = url_after("metrics on ");
-    let (status, _, text) = tokenhost::sandbox::upstox::http("GET", &metrics, b"");
+    let (status, _, text) = tokenhost_sandbox::http("GET", &metrics, b"");
     assert_eq!(status, 200);
     assert!(text.contains("tokenhost_token_expiry_timestamp_seconds{account=\"beta\"}"), "{text}");
     let pushes = url_after("pushes on ").replace("ACCOUNT", "nobody");
-    assert_eq!(tokenhost::sandbox::upstox::http("POST", &pushes, b"{}").0, 404);
+    assert_eq!(tokenhost_sandbox::http("POST", &pushes, b"{}").0, 404);
 
     // A new version of alpha's component: the next refresh uses it, no restart.
     let v2 = new_version(&original);
@@ -188,4 +188,141 @@ fn daemon_refreshes_ahead_swaps_components_and_stops_cleanly() {
         &std::process::Output { status, stdout: d.output().into_bytes(), stderr: err.into_bytes() },
     );
     w.assert_no_secret_leaked();
+}
+
+/// A pushed body the fixture accepts for the app `key`: a JWT issued now, valid for an hour.
+fn push_body(key: &str) -> (String, Vec<u8>) {
+    let now = tokenhost::time::now();
+    let token = tokenhost_sandbox::fake_jwt(
+        &serde_json::json!({"sub": "PUSHED", "iat": now, "exp": now + 3600, "jti": tokenhost_sandbox::nonce()}),
+    );
+    (token.clone(), serde_json::json!({"key": key, "token": token}).to_string().into_bytes())
+}
+
+/// Starts `tokenhost ARGS` in the background, its stdout in a file; returns it once it has
+/// printed its first line.
+fn spawn(w: &World, args: &[&str]) -> (Daemon, String) {
+    let out = w.dir.join(format!("{}.out", args[0]));
+    let child = w
+        .command(args)
+        .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(w.dir.join(format!("{}.err", args[0]))).unwrap()))
+        .spawn()
+        .unwrap();
+    let d = Daemon { child, out };
+    wait_for("the first line", Duration::from_secs(30), || d.output().contains('\n'));
+    let first = d.output().lines().next().unwrap().to_string();
+    (d, first)
+}
+
+/// The `http://ip:port` that follows `key` in `line`.
+fn url_after(line: &str, key: &str) -> String {
+    let at = line.find(key).unwrap_or_else(|| panic!("{key} missing: {line}")) + key.len();
+    line[at..].split([';', ' ']).next().unwrap().trim_end_matches("/push/ACCOUNT").to_string()
+}
+
+/// Issue 10: the daemon refreshed one account at a time on one task, so a broker that hangs
+/// held up every other account's refresh and every push for up to the call's deadline.
+#[cfg(unix)]
+#[test]
+fn a_hanging_broker_delays_no_other_account_and_no_push_in_the_daemon() {
+    let w = World::new("daemon-hang");
+    w.broker.state().ttl = 4;
+    let stuck = tokenhost_sandbox::ExampleBroker::new("stuck-key", "stuck-secret", 3600);
+    stuck.state().login_delay = Duration::from_secs(60);
+    let stuck_server = stuck.serve().unwrap();
+    std::fs::copy(FIXTURE, w.dir.join("example.wasm")).unwrap();
+    w.write(
+        "tokenhost.toml",
+        &format!(
+            "[retry]\nattempts = 1\n\
+             [accounts.quick]\nprovider = \"example.wasm\"\nenv_prefix = \"EXAMPLE\"\nrefresh_ahead_secs = 2\n\
+             [accounts.stuck]\nprovider = \"example.wasm\"\nrefresh_ahead_secs = 2\n\
+             [accounts.stuck.settings]\napi-root = {:?}\napi-key = \"stuck-key\"\napi-secret = \"stuck-secret\"\n",
+            stuck_server.url()
+        ),
+    );
+    let (d, first_line) = spawn(&w, &["daemon", "--tick-ms", "100", "--listen", "127.0.0.1:0"]);
+    wait_for("stuck's login to hang at its broker", Duration::from_secs(20), || {
+        stuck.state().seen.iter().any(|s| s == "POST /v1/session")
+    });
+    wait_for("quick's first token", Duration::from_secs(20), || token(&w, "quick").is_some());
+    let first = token(&w, "quick").unwrap();
+    let due = first["expires_at"].as_i64().unwrap() - 2;
+    wait_for("quick's refresh", Duration::from_secs(20), || {
+        token(&w, "quick").unwrap()["access_token"] != first["access_token"]
+    });
+    let refreshed = token(&w, "quick").unwrap()["refreshed_at"].as_i64().unwrap();
+    assert!(refreshed <= due + 1, "quick was due at {due} and refreshed at {refreshed}");
+    assert_eq!(stuck.state().logins, 0, "stuck's broker was meant to hang all along");
+
+    let url = format!("{}/push/quick", url_after(&first_line, "pushes on "));
+    let (pushed, body) = push_body(&w.broker.state().key.clone());
+    let started = Instant::now();
+    let (status, _, answer) = tokenhost_sandbox::http("POST", &url, &body);
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{answer}");
+    assert!(took < Duration::from_secs(1), "the push took {took:?}");
+    assert_eq!(token(&w, "quick").unwrap()["access_token"], pushed.as_str());
+    assert_eq!(stuck.state().logins, 0);
+    eprintln!(
+        "quick refreshed {} s after it was due; a push answered in {} ms",
+        refreshed - due,
+        took.as_millis()
+    );
+    drop(d);
+    w.assert_not_leaked(&[w.secret.clone(), "stuck-secret".into()], &[pushed]);
+}
+
+/// Issue 10: the listener takes pushes past idle and oversized clients: 1,000 connections
+/// that never send a byte do not keep a real push out, and a body over 64 KiB is refused with
+/// 413 before it is read (the client here never sends it).
+#[cfg(unix)]
+#[test]
+fn a_push_gets_through_a_thousand_idle_connections_and_a_big_body_is_refused_unread() {
+    use std::io::{Read, Write};
+    let w = World::new("listener");
+    std::fs::copy(FIXTURE, w.dir.join("example.wasm")).unwrap();
+    w.write("tokenhost.toml", "[accounts.example]\nprovider = \"example.wasm\"\n");
+    let (d, first_line) = spawn(&w, &["serve-webhook", "--listen", "127.0.0.1:0"]);
+    let root = url_after(&first_line, "receiving pushes on ");
+    let addr = root.trim_start_matches("http://").to_string();
+    // SAFETY: raises this test process's own descriptor limit to its hard limit.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < 4096 {
+            limit.rlim_cur = limit.rlim_max.min(4096);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+    let idle: Vec<std::net::TcpStream> =
+        (0..1000).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+
+    let (pushed, body) = push_body(&w.broker.state().key.clone());
+    let started = Instant::now();
+    let (status, _, answer) = tokenhost_sandbox::http("POST", &format!("{root}/push/example"), &body);
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{answer}");
+    assert!(took < Duration::from_secs(1), "the push behind 1,000 idle connections took {took:?}");
+    assert_eq!(token(&w, "example").unwrap()["access_token"], pushed.as_str());
+
+    // 10 MiB announced, 100 bytes sent: an answer can only come from a server that did not wait
+    // for the rest.
+    let mut big = std::net::TcpStream::connect(&addr).unwrap();
+    big.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        big,
+        "POST /push/example HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        10 << 20
+    )
+    .unwrap();
+    big.write_all(&[b' '; 100]).unwrap();
+    let mut head = [0u8; 12];
+    big.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 413");
+    assert_eq!(token(&w, "example").unwrap()["access_token"], pushed.as_str());
+    eprintln!("a push behind 1,000 idle connections answered in {} ms", took.as_millis());
+    drop(idle);
+    drop(d);
+    w.assert_not_leaked(&[w.secret.clone()], &[pushed]);
 }

@@ -1,7 +1,7 @@
 //! The host, driven through the CLI against the example broker on 127.0.0.1.
 
 use crate::support::*;
-use tokenhost::sandbox::Fault;
+use tokenhost_sandbox::Fault;
 
 #[test]
 fn run_stores_a_private_token_and_a_fresh_one_is_not_reloaded() {
@@ -150,7 +150,7 @@ fn broker_faults_are_transient_and_keep_the_token() {
 #[test]
 fn a_wrong_secret_is_rejected_and_never_printed() {
     let mut w = World::new("badsecret");
-    let wrong = format!("WrOnG-{}", tokenhost::sandbox::nonce());
+    let wrong = format!("WrOnG-{}", tokenhost_sandbox::nonce());
     w.set_env("EXAMPLE_API_SECRET", Some(&wrong));
     let out = w.run(&["-vv", "run", FIXTURE]);
     out.assert_code(3).assert_stderr_has("invalid credentials");
@@ -391,7 +391,7 @@ fn transient_failures_are_retried_with_backoff_and_rejections_are_not() {
     w.run(&["run", "--force", "--attempts", "1", FIXTURE]).assert_code(4);
     assert_eq!(logins(&w), 7);
     // Rejected credentials: one request, exit 3.
-    let wrong = format!("WrOnG-{}", tokenhost::sandbox::nonce());
+    let wrong = format!("WrOnG-{}", tokenhost_sandbox::nonce());
     w.set_env("EXAMPLE_API_SECRET", Some(&wrong));
     w.run(&["run", "--force", FIXTURE]).assert_code(3);
     assert_eq!(logins(&w), 8);
@@ -400,13 +400,13 @@ fn transient_failures_are_retried_with_backoff_and_rejections_are_not() {
 }
 
 /// A stand-in for the Telegram API (and any webhook): records what it is sent.
-fn recorder()
--> (tokenhost::sandbox::Server, std::sync::Arc<std::sync::Mutex<Vec<tokenhost::sandbox::Request>>>) {
+fn recorder() -> (tokenhost_sandbox::Server, std::sync::Arc<std::sync::Mutex<Vec<tokenhost_sandbox::Request>>>)
+{
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = seen.clone();
-    let server = tokenhost::sandbox::Server::start(move |req| {
+    let server = tokenhost_sandbox::Server::start(move |req| {
         log.lock().unwrap().push(req.clone());
-        tokenhost::sandbox::Response::json(200, &serde_json::json!({"ok": true}))
+        tokenhost_sandbox::Response::json(200, &serde_json::json!({"ok": true}))
     })
     .unwrap();
     (server, seen)
@@ -426,7 +426,7 @@ fn failure_and_recovery_each_send_one_notification_without_secrets() {
         ),
     );
     // The old scripts' variable names.
-    let bot = format!("123456:Bot-{}", tokenhost::sandbox::nonce());
+    let bot = format!("123456:Bot-{}", tokenhost_sandbox::nonce());
     w.set_env("TELEGRAM_TOKEN", Some(&bot));
     w.set_env("TELEGRAM_CHAT_ID", Some("-100777"));
     w.run(&["run", FIXTURE]).assert_code(0);
@@ -444,7 +444,7 @@ fn failure_and_recovery_each_send_one_notification_without_secrets() {
         assert_eq!((req.method.as_str(), req.path.clone()), ("POST", format!("/bot{bot}/sendMessage")));
         assert_eq!(req.json().unwrap()["chat_id"], "-100777");
     }
-    let text = |r: &tokenhost::sandbox::Request| r.json().unwrap()["text"].as_str().unwrap().to_string();
+    let text = |r: &tokenhost_sandbox::Request| r.json().unwrap()["text"].as_str().unwrap().to_string();
     assert!(text(&sent[0]).contains("example FAILED (transient)"), "{}", text(&sent[0]));
     assert!(text(&sent[0]).contains("Last good token kept: expires"), "{}", text(&sent[0]));
     assert!(text(&sent[1]).contains("example recovered: new token, expires"), "{}", text(&sent[1]));
@@ -529,5 +529,90 @@ fn the_log_rotates_by_size_keeps_a_bounded_number_and_speaks_json() {
         assert_eq!(mode(&path), 0o600);
     }
     assert!(std::fs::read_to_string(&log).unwrap().contains("stored a new token"));
+    w.assert_no_secret_leaked();
+}
+
+/// Issue 10: with account `a00`'s lock held by another process, `run --all` used to finish
+/// none of the 19 others until the lock was released (a blocking lock on the async runtime).
+#[test]
+fn one_locked_account_does_not_stall_the_others_in_run_all() {
+    let w = World::new("lock-isolation");
+    let mut toml = String::new();
+    for i in 0..20 {
+        toml.push_str(&format!("[accounts.a{i:02}]\nprovider = {FIXTURE:?}\nenv_prefix = \"EXAMPLE\"\n"));
+    }
+    w.write("tokenhost.toml", &toml);
+    let held = w.account_dir("a00");
+    std::fs::create_dir_all(&held).unwrap();
+    let lock = std::fs::File::create(held.join("lock")).unwrap();
+    lock.lock().unwrap();
+
+    let started = std::time::Instant::now();
+    let child = w
+        .command(&["run", "--all"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let others: Vec<_> = (1..20).map(|i| w.account_dir(&format!("a{i:02}")).join("token.json")).collect();
+    while !others.iter().all(|t| t.exists()) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "after 2 s only {} of the 19 unlocked accounts have a token",
+            others.iter().filter(|t| t.exists()).count()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let elapsed = started.elapsed();
+    assert!(!held.join("token.json").exists(), "a00 refreshed while another process held its lock");
+    drop(lock);
+    let out = child.wait_with_output().unwrap();
+    w.record(&["run"], &out);
+    let out = Out::from(out);
+    out.assert_code(0).assert_stdout_has("a00: refreshed").assert_stdout_has("20 accounts: 20 refreshed");
+    assert_eq!(w.broker.state().logins, 20);
+    eprintln!("19 unlocked accounts refreshed in {} ms", elapsed.as_millis());
+    w.assert_no_secret_leaked();
+}
+
+/// Issue 10: a writer killed between writing its temp file and renaming it left the temp file,
+/// holding a token, for good. The next write to that folder sweeps it.
+#[cfg(unix)]
+#[test]
+fn a_writer_killed_mid_write_leaves_no_temp_file_after_the_next_run() {
+    let w = World::new("kill9");
+    let args = ["run", "--force", FIXTURE, "--sink", "json=xts_store_token.json", "--sink", "raw=token.txt"];
+    w.run(&args).assert_code(0);
+    let temps = || -> Vec<std::path::PathBuf> {
+        files_under(&w.dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "tmp")).collect()
+    };
+    // Kill forced refreshes at spread-out moments until one dies between temp file and rename.
+    let mut kills = 0;
+    let left = loop {
+        let mut child = w
+            .command(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(500 * (kills % 30) as u64));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        let left = temps();
+        if !left.is_empty() {
+            break left;
+        }
+        assert!(kills < 600, "no kill landed between a temp file and its rename in {kills} tries");
+    };
+    eprintln!("a kill -9 left {} temp file(s) after {kills} kills", left.len());
+    for file in &files_under(&w.state) {
+        if file.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".json")) {
+            serde_json::from_slice::<serde_json::Value>(&std::fs::read(file).unwrap())
+                .unwrap_or_else(|e| panic!("{} is torn: {e}", file.display()));
+        }
+    }
+    w.run(&args).assert_code(0);
+    assert_eq!(temps(), Vec::<std::path::PathBuf>::new(), "the next run left the killed writer's temp files");
     w.assert_no_secret_leaked();
 }

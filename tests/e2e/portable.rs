@@ -8,8 +8,9 @@ use crate::xts::XTS;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use tokenhost::sandbox::upstox::{UpstoxMock, http, next_0330_ist};
-use tokenhost::sandbox::xts::{Api, XtsMock};
+use tokenhost_sandbox::http;
+use tokenhost_sandbox::upstox::{UpstoxMock, next_0330_ist};
+use tokenhost_sandbox::xts::{Api, XtsMock};
 
 const UPSTOX: &str = env!("TOKENHOST_COMPONENT_UPSTOX");
 

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
-use tokenhost::sandbox::{ExampleBroker, Server};
+use tokenhost_sandbox::{ExampleBroker, Server};
 
 /// The test provider component (`components/fixture`).
 pub const FIXTURE: &str = env!("TOKENHOST_COMPONENT_FIXTURE");
@@ -28,11 +28,11 @@ impl World {
         let dir = std::env::temp_dir().join(format!(
             "tokenhost-e2e-{name}-{}-{}",
             std::process::id(),
-            tokenhost::sandbox::nonce()
+            tokenhost_sandbox::nonce()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let key = format!("key-{}", tokenhost::sandbox::nonce());
-        let secret = format!("SeCrEt-{}", tokenhost::sandbox::nonce());
+        let key = format!("key-{}", tokenhost_sandbox::nonce());
+        let secret = format!("SeCrEt-{}", tokenhost_sandbox::nonce());
         let broker = ExampleBroker::new(&key, &secret, 8 * 3600);
         let server = broker.serve().unwrap();
         let env = vec![

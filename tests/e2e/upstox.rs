@@ -6,9 +6,10 @@ use crate::support::*;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Output, Stdio};
 use std::time::Duration;
-use tokenhost::sandbox::upstox::{Exp, Fault, UpstoxMock, http, next_0330_ist};
-use tokenhost::sandbox::{Server, nonce};
 use tokenhost::time::{iso, now};
+use tokenhost_sandbox::http;
+use tokenhost_sandbox::upstox::{Exp, Fault, UpstoxMock, next_0330_ist};
+use tokenhost_sandbox::{Server, nonce};
 
 pub const UPSTOX: &str = env!("TOKENHOST_COMPONENT_UPSTOX");
 const KEY: &str = "upkey-4f1c";

@@ -2,15 +2,15 @@
 //! variables and JSON file, many accounts at once, faults.
 
 use crate::support::*;
-use tokenhost::sandbox::Fault;
-use tokenhost::sandbox::xts::{Api, XtsMock};
+use tokenhost_sandbox::Fault;
+use tokenhost_sandbox::xts::{Api, XtsMock};
 
 pub const XTS: &str = env!("TOKENHOST_COMPONENT_XTS");
 
 struct Xts {
     w: World,
     mock: XtsMock,
-    server: tokenhost::sandbox::Server,
+    server: tokenhost_sandbox::Server,
     secret: String,
     md_secret: String,
 }
@@ -22,8 +22,8 @@ fn xts_world(name: &str) -> Xts {
         w.set_env(var, None);
     }
     let mock = XtsMock::new();
-    let secret = format!("XtsSecret-{}", tokenhost::sandbox::nonce());
-    let md_secret = format!("MdSecret-{}", tokenhost::sandbox::nonce());
+    let secret = format!("XtsSecret-{}", tokenhost_sandbox::nonce());
+    let md_secret = format!("MdSecret-{}", tokenhost_sandbox::nonce());
     mock.app("appkey1", &secret, "AB1234", Api::Interactive);
     mock.app("mdkey1", &md_secret, "AB1234", Api::MarketData);
     let server = mock.serve();
@@ -162,7 +162,7 @@ fn broker_faults_keep_the_previous_token() {
     }
     // A wrong secret: rejected with the broker's description, token kept, secret never shown.
     let mut x = x;
-    let wrong = format!("WrongSecret-{}", tokenhost::sandbox::nonce());
+    let wrong = format!("WrongSecret-{}", tokenhost_sandbox::nonce());
     x.w.set_env("XTS_API_SECRET", Some(&wrong));
     x.w.run(&["run", "--force", XTS])
         .assert_code(3)
@@ -181,10 +181,10 @@ fn run_all_over_fifty_accounts_on_two_roots_with_five_bad_secrets() {
     let mut secrets = Vec::new();
     for i in 0..50 {
         let (mock, server) = if i % 2 == 0 { (&x.mock, &x.server) } else { (&second, &second_server) };
-        let secret = format!("sec-{i}-{}", tokenhost::sandbox::nonce());
+        let secret = format!("sec-{i}-{}", tokenhost_sandbox::nonce());
         mock.app(&format!("key{i}"), &secret, &format!("CL{i:03}"), Api::Interactive);
         let given =
-            if i % 10 == 3 { format!("bad-{i}-{}", tokenhost::sandbox::nonce()) } else { secret.clone() };
+            if i % 10 == 3 { format!("bad-{i}-{}", tokenhost_sandbox::nonce()) } else { secret.clone() };
         toml.push_str(&format!(
             "[accounts.client-{i:02}]\nprovider = {XTS:?}\nenv_prefix = \"CLIENT_{i:02}\"\n\
              [accounts.client-{i:02}.settings]\napi-root = {:?}\napi-key = \"key{i}\"\napi-secret = {given:?}\n\n",

@@ -33,11 +33,6 @@ impl Settings {
         self.values = values.into_iter().filter(|(k, _)| keys.contains(k)).collect();
         self.declared = Some(keys);
     }
-
-    /// Every value, for redacting output.
-    pub fn values(&self) -> impl Iterator<Item = &Secret> {
-        self.values.values()
-    }
 }
 
 impl generated::Host for Settings {

@@ -7,15 +7,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
+use crate::bindings::Bucket;
 use crate::bindings::wasi::keyvalue::store::{self as generated, Error as KvError, KeyResponse};
 
 /// At most this many keys per account.
 pub const MAX_KEYS: usize = 256;
 /// At most this many bytes per value.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
-
-/// An open bucket (there is one per account).
-pub struct Bucket;
 
 /// One account's stored data.
 #[derive(Debug)]

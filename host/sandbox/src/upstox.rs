@@ -6,8 +6,8 @@
 //! broker's error, never a guess. Codes BROKERS.md does not give (not found, wrong method,
 //! wrong content type) are marked as this mock's own; the provider must go by their status.
 
-use super::{Request, Response, Server, fake_jwt, nonce};
-use std::collections::{BTreeMap, BTreeSet};
+use crate::{Request, Response, Server, fake_jwt, nonce};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -93,7 +93,7 @@ fn bad_client(property: Option<&str>) -> Response {
 }
 
 fn now() -> i64 {
-    crate::time::now()
+    crate::now()
 }
 
 impl UpstoxMock {
@@ -176,7 +176,7 @@ impl UpstoxMock {
     fn handle(&self, req: &Request) -> Response {
         let fault = {
             let s = &mut *self.state();
-            super::note_and_take(&mut s.seen, &mut s.faults, req)
+            crate::note_and_take(&mut s.seen, &mut s.faults, req)
         };
         match fault {
             Some(Fault::RateLimited) => return error(429, "UDAPI10005", "Too many requests", None),
@@ -300,7 +300,7 @@ impl UpstoxMock {
 
     fn token_request(&self, req: &Request) -> Response {
         let mut s = self.state();
-        let client = crate::serve::percent_decode(&req.path["/v3/login/auth/token/request/".len()..]);
+        let client = crate::server::percent_decode(&req.path["/v3/login/auth/token/request/".len()..]);
         if !req.header("content-type").unwrap_or("").starts_with("application/json") {
             return error(415, "UDAPI100062", "Content type not supported (mock's code)", None);
         }
@@ -345,35 +345,4 @@ fn enc(s: &str) -> String {
             }
         })
         .collect()
-}
-
-/// A minimal plain-HTTP client (a browser following one link, a broker POSTing a webhook):
-/// status, headers (lower-case names) and body; status 0 when nothing could be read.
-pub fn http(method: &str, url: &str, body: &[u8]) -> (u16, BTreeMap<String, String>, String) {
-    use std::io::{Read, Write};
-    let failed = || (0, BTreeMap::new(), String::new());
-    let Some(rest) = url.strip_prefix("http://") else { return failed() };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = if path.is_empty() { "/" } else { path };
-    let Ok(mut conn) = std::net::TcpStream::connect(authority) else { return failed() };
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    if conn.write_all(head.as_bytes()).is_err() {
-        return failed();
-    }
-    let _ = conn.write_all(body);
-    let mut raw = Vec::new();
-    let _ = conn.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, body.to_string())
 }

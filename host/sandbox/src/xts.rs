@@ -3,7 +3,7 @@
 //! invalid token), HTTP 400 errors, optionally HTTP 200 "Invalid Token" for dead sessions.
 //! The end-to-end tests and the bench run against it, and so does `tokenhost demo`.
 
-use super::{Fault, Request, Response, Server, fake_jwt, nonce};
+use crate::{Fault, Request, Response, Server, fake_jwt, nonce};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -90,7 +90,7 @@ impl XtsMock {
     pub fn handle(&self, req: &Request) -> Response {
         let fault = {
             let s = &mut *self.state();
-            super::note_and_take(&mut s.seen, &mut s.faults, req)
+            crate::note_and_take(&mut s.seen, &mut s.faults, req)
         };
         match fault {
             Some(Fault::Unavailable) => {
@@ -147,7 +147,7 @@ impl XtsMock {
             Some(app) if app.secret == secret && app.api == api => app.clone(),
             _ => return envelope_error(400, "e-user-0004", "Invalid appKey or secretKey"),
         };
-        let now = crate::time::now();
+        let now = crate::now();
         let user_id = format!("{}_{}", app.user, key.to_ascii_uppercase());
         let token = fake_jwt(
             &json!({"userID": user_id, "publicKey": key, "iat": now, "exp": now + s.ttl, "n": nonce()}),

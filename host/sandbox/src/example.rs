@@ -1,38 +1,10 @@
-//! The sandbox brokers `tokenhost demo` runs against, on 127.0.0.1: [`ExampleBroker`] for the
-//! example provider, and strict stand-ins for XTS ([`xts`]) and Upstox ([`upstox`]) that
-//! follow ../shared/BROKERS.md; the end-to-end tests and the bench use them too.
+//! The broker the bundled example provider talks to: `POST /v1/session` with JSON
+//! `{"key","secret"}` logs in, `GET /v1/me` checks a token, `DELETE /v1/session` logs out.
 
-pub mod upstox;
-pub mod xts;
-
-pub use crate::serve::{Request, Response, Server};
+use crate::{Request, Response, Server, fake_jwt, nonce};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// Notes `req` in `seen` and takes the next injected fault, if any: the start of every
-/// sandbox broker's answer.
-pub fn note_and_take<F>(seen: &mut Vec<String>, faults: &mut Vec<F>, req: &Request) -> Option<F> {
-    seen.push(format!("{} {}", req.method, req.path));
-    if faults.is_empty() { None } else { Some(faults.remove(0)) }
-}
-
-/// A JWT-shaped token (unsigned: `sig` is a fixed string) with the given claims.
-pub fn fake_jwt(claims: &serde_json::Value) -> String {
-    use base64::Engine as _;
-    let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    format!(
-        "{}.{}.{}",
-        e.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
-        e.encode(claims.to_string()),
-        e.encode(b"sandbox")
-    )
-}
-
-/// A value no earlier call returned, for unguessable tokens.
-pub fn nonce() -> String {
-    crate::secret::random_hex()
-}
 
 /// The sandbox broker that the bundled example provider talks to: `POST /v1/session` with
 /// JSON `{"key","secret"}` logs in, `GET /v1/me` checks a token, `DELETE /v1/session` logs out.
@@ -110,7 +82,7 @@ impl ExampleBroker {
     pub fn handle(&self, req: &Request) -> Response {
         let fault = {
             let s = &mut *self.state();
-            note_and_take(&mut s.seen, &mut s.faults, req)
+            crate::note_and_take(&mut s.seen, &mut s.faults, req)
         };
         match fault {
             Some(Fault::Unavailable) => return error(503, "service unavailable"),
@@ -163,7 +135,7 @@ impl ExampleBroker {
             if body["key"] != s.key.as_str() || body["secret"] != s.secret.as_str() {
                 error(401, "invalid credentials")
             } else {
-                let now = crate::time::now();
+                let now = crate::now();
                 let token = fake_jwt(
                     &serde_json::json!({"sub": "DEMO01", "iat": now, "exp": now + s.ttl, "jti": nonce()}),
                 );

@@ -1,6 +1,6 @@
-//! A small HTTP/1.1 server, a thread per connection: the loopback listener of `login`, the
-//! webhook of `serve-webhook`, and the sandbox broker of `demo` (the end-to-end tests build
-//! their strict mock brokers on it too).
+//! The mock brokers' own tiny HTTP/1.1 server (a thread per connection, one request per
+//! connection), with the knobs only a mock needs: answer late, or hang up without answering.
+//! And [`http`], a minimal client that plays a browser or a broker posting a webhook.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -327,6 +327,37 @@ pub fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A minimal plain-HTTP client (a browser following one link, a broker POSTing a webhook):
+/// status, headers (lower-case names) and body; status 0 when nothing could be read.
+pub fn http(method: &str, url: &str, body: &[u8]) -> (u16, BTreeMap<String, String>, String) {
+    use std::io::Read;
+    let failed = || (0, BTreeMap::new(), String::new());
+    let Some(rest) = url.strip_prefix("http://") else { return failed() };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let Ok(mut conn) = std::net::TcpStream::connect(authority) else { return failed() };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if conn.write_all(head.as_bytes()).is_err() {
+        return failed();
+    }
+    let _ = conn.write_all(body);
+    let mut raw = Vec::new();
+    let _ = conn.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
 }
 
 #[cfg(test)]

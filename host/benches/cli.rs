@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use tokenhost::sandbox::ExampleBroker;
+use tokenhost_sandbox::ExampleBroker;
 
-use tokenhost::sandbox::{upstox as upstox_mock, xts as xts_mock};
+use tokenhost_sandbox::{upstox as upstox_mock, xts as xts_mock};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tokenhost");
 const FIXTURE: &str = env!("TOKENHOST_COMPONENT_FIXTURE");
@@ -128,7 +128,7 @@ fn upstox_push(dir: &Path) {
         requests.push(run_expecting(5, &state, &env, &["run", "--force", UPSTOX]));
         let body = mock.approve().expect("a pending request");
         let start = Instant::now();
-        let (status, _, _) = upstox_mock::http("POST", &url, &body);
+        let (status, _, _) = tokenhost_sandbox::http("POST", &url, &body);
         pushes.push(Sample { wall: start.elapsed(), max_rss_kib: 0 });
         assert_eq!(status, 200);
     }

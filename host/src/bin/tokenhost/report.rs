@@ -1,0 +1,246 @@
+//! Renders the core's outcomes for people (one line per account, a table, a summary) and for
+//! programs (stable JSON, the raw token). Every line on stdout goes through [`out`].
+
+use std::io::{IsTerminal, Write};
+use tokenhost::plan::env_var_name;
+use tokenhost::service::{Action, Inspection, Outcome, StatusRow};
+use tokenhost::store::StoredToken;
+use tokenhost::{Error, time};
+
+/// Prints a result line; a closed stdout is not an error.
+pub fn out(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// Prints `text` as it is (a token, JSON); a closed stdout is not an error.
+pub fn raw(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes());
+    let _ = o.flush();
+}
+
+/// The error as `main` shows it, with its causes under `-v`.
+pub fn error(e: &Error, verbose: bool) {
+    let lead = if matches!(e, Error::Interaction { .. }) { "action needed" } else { "error" };
+    eprintln!("{lead}: {e}");
+    if verbose {
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            for (i, line) in c.to_string().lines().enumerate() {
+                eprintln!("{}{line}", if i == 0 { "  caused by: " } else { "    " });
+            }
+            cause = c.source();
+        }
+    }
+}
+
+/// `expires 2026-11-23T22:00:00Z (in 10h 2m)`.
+pub fn expiry(expires_at: Option<i64>) -> String {
+    match expires_at {
+        Some(e) => format!("expires {} ({})", time::iso(e), time::relative(e, time::now())),
+        None => "expiry unknown".into(),
+    }
+}
+
+/// The one line an outcome gets: `xts: refreshed (no token stored), expires ...`.
+pub fn line(o: &Outcome) -> String {
+    let what = match &o.action {
+        Action::Fresh => "fresh".to_string(),
+        Action::Refreshed(reason) => format!("refreshed ({reason})"),
+        Action::RefreshedElsewhere => "refreshed by a concurrent run".to_string(),
+        Action::LoggedIn => "logged in".to_string(),
+        Action::Pushed => "token received by push".to_string(),
+    };
+    format!("{}: {what}, {}", o.account, expiry(o.expires_at))
+}
+
+/// The line a failed account gets.
+pub fn failure(account: &str, e: &Error) -> String {
+    format!("{account}: failed ({}): {e}", e.kind())
+}
+
+/// `50 accounts: 45 refreshed, 5 rejected`.
+pub fn summary(results: &[(String, Result<Outcome, Error>)]) -> String {
+    let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for (_, r) in results {
+        let key = match r {
+            Ok(o) if o.action == Action::Fresh => "fresh",
+            Ok(_) => "refreshed",
+            Err(e) => e.kind(),
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    format!("{} accounts: {}", results.len(), parts.join(", "))
+}
+
+/// `status` as a table for people.
+pub fn status_table(rows: &[StatusRow]) -> String {
+    if rows.is_empty() {
+        return "no accounts yet: `tokenhost run provider.wasm` stores the first token".into();
+    }
+    let now = time::now();
+    let mut table =
+        vec![["ACCOUNT", "PROVIDER", "STATE", "EXPIRES", "LAST OUTCOME"].map(String::from).to_vec()];
+    for r in rows {
+        let expires = r
+            .expires_at
+            .map(|e| format!("{} ({})", time::iso(e), time::relative(e, now)))
+            .unwrap_or("-".into());
+        let last = match (&r.last_outcome, r.last_attempt) {
+            (Some(o), Some(at)) => format!("{o} {}", time::relative(at, now)),
+            _ => "-".into(),
+        };
+        table.push(vec![
+            r.account.clone(),
+            r.provider.clone().unwrap_or("-".into()),
+            r.state.into(),
+            expires,
+            last,
+        ]);
+    }
+    columns(&table)
+}
+
+/// `status --json`.
+pub fn status_json(rows: &[StatusRow]) -> String {
+    serde_json::to_string_pretty(rows).unwrap_or_default()
+}
+
+fn columns(table: &[Vec<String>]) -> String {
+    let n = table.first().map_or(0, Vec::len);
+    let widths: Vec<usize> =
+        (0..n).map(|i| table.iter().map(|row| row[i].len()).max().unwrap_or(0)).collect();
+    table
+        .iter()
+        .map(|row| {
+            row.iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `get --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The token alone.
+    Raw,
+    /// A JSON object.
+    Json,
+    /// `NAME=value` lines.
+    Env,
+}
+
+/// What `get` prints; `prefix` names the variables of `--format env`.
+pub fn token(token: &StoredToken, format: Format, prefix: &str) -> String {
+    match format {
+        Format::Raw => {
+            let nl = if std::io::stdout().is_terminal() { "\n" } else { "" };
+            format!("{}{nl}", token.access_token.expose())
+        }
+        Format::Json => {
+            let extras: serde_json::Map<String, serde_json::Value> =
+                token.extras.iter().map(|e| (e.name.clone(), e.value.expose().into())).collect();
+            let v = serde_json::json!({
+                "account": token.account,
+                "provider": token.provider,
+                "access_token": token.access_token.expose(),
+                "expires_at": token.expires_at,
+                "issued_at": token.issued_at,
+                "user_id": token.user_id,
+                "refreshed_at": token.refreshed_at,
+                "extras": extras,
+            });
+            format!("{v}\n")
+        }
+        Format::Env => {
+            let mut s = format!("{prefix}_ACCESS_TOKEN={}\n", token.access_token.expose());
+            for e in &token.extras {
+                s.push_str(&format!("{}={}\n", env_var_name(prefix, &e.name), e.value.expose()));
+            }
+            s
+        }
+    }
+}
+
+/// `inspect`, for people or (`json`) programs.
+pub fn inspection(i: &Inspection, path: &std::path::Path, json: bool) -> String {
+    let info = &i.info;
+    let prefix = tokenhost::plan::env_prefix(None, &info.name);
+    // Required settings as placeholders; optional ones are named after the command.
+    let mut cmd = String::from("wasmtime run -S http -S config -S keyvalue");
+    for s in info.settings.iter().filter(|s| s.required) {
+        cmd.push_str(&format!(" -S config-var={}=<{}>", s.name, s.name));
+    }
+    cmd.push_str(&format!(" --invoke 'refresh(none)' '{}'", path.display()));
+    let optional: Vec<&str> = info.settings.iter().filter(|s| !s.required).map(|s| s.name.as_str()).collect();
+    if json {
+        let settings: Vec<_> = info
+            .settings
+            .iter()
+            .map(|s| {
+                serde_json::json!({"name": s.name, "secret": s.secret, "required": s.required,
+                    "description": s.description, "env": env_var_name(&prefix, &s.name)})
+            })
+            .collect();
+        let v = serde_json::json!({
+            "world": "tokenhost:provider/token-provider",
+            "export": tokenhost::engine::PROVIDER_EXPORT,
+            "name": info.name, "version": info.version, "api_version": info.api_version,
+            "sha256": i.sha256, "size": i.size, "settings": settings, "hosts": info.hosts,
+            "daily_cutoff": info.daily_cutoff.map(|c| serde_json::json!({"hour": c.hour, "minute": c.minute, "utc_offset_minutes": c.utc_offset_minutes})),
+            "refresh_ahead_secs": info.refresh_ahead_secs,
+            "wasmtime_command": cmd,
+            "wasmtime_optional_settings": optional,
+        });
+        return serde_json::to_string_pretty(&v).unwrap_or_default();
+    }
+    let cutoff = info
+        .daily_cutoff
+        .map(|c| {
+            format!(
+                "{:02}:{:02} at UTC{:+}:{:02}",
+                c.hour,
+                c.minute,
+                c.utc_offset_minutes / 60,
+                c.utc_offset_minutes.abs() % 60
+            )
+        })
+        .unwrap_or("none".into());
+    let hosts = if info.hosts.is_empty() { "(from settings)".into() } else { info.hosts.join(", ") };
+    let mut lines = vec![
+        format!("provider     {} {}", info.name, info.version),
+        format!("exports      {} (api {})", tokenhost::engine::PROVIDER_EXPORT, info.api_version),
+        format!("sha256       {}", i.sha256),
+        format!("size         {} bytes", i.size),
+        format!("hosts        {hosts}"),
+        format!("cut-off      {cutoff}"),
+        format!("refresh      {} s before expiry", info.refresh_ahead_secs),
+        "settings".to_string(),
+    ];
+    for s in &info.settings {
+        let flags = [Some(if s.required { "required" } else { "optional" }), s.secret.then_some("secret")]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ");
+        lines.push(format!(
+            "  {:<22} {:<28} {} [{}]",
+            s.name,
+            env_var_name(&prefix, &s.name),
+            s.description,
+            flags
+        ));
+    }
+    lines.push(format!("without tokenhost:\n  {cmd}"));
+    if !optional.is_empty() {
+        lines.push(format!("  (optional: add -S config-var=KEY=VALUE for {})", optional.join(", ")));
+    }
+    lines.join("\n")
+}

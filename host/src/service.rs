@@ -1,0 +1,734 @@
+//! The core: runs plans and returns typed outcomes, never printing. One [`Service`] per
+//! process; every account's work is its own task on the multi-threaded runtime, file locks are
+//! waited for without blocking a thread, and fsyncs and compiles step off the runtime's
+//! threads, so a locked, slow or hanging account never holds up another.
+//!
+//! Each operation keeps the last good token unless a new one is in hand.
+
+use crate::engine::{CachedInfo, Host, Loaded};
+use crate::notify::Notifier;
+use crate::plan::{Plan, Planner, Target};
+use crate::policy::{self, Claims, Cutoff, Identity, Reason};
+use crate::provider::{self, Grants, HostState, Provider, ProviderInfo, Token};
+use crate::secret::Secret;
+use crate::store::{AccountDir, StateDir, StoredExtra, StoredToken};
+use crate::{Error, time};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::SystemTime;
+use wasmtime::component::Linker;
+
+/// What happened to an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The token is fresh; nothing was loaded.
+    Fresh,
+    /// A new token was stored, for this reason.
+    Refreshed(Reason),
+    /// Another run stored a new token while this one waited for the account's lock.
+    RefreshedElsewhere,
+    /// A person logged in and the token was stored.
+    LoggedIn,
+    /// The broker pushed a token and it was stored.
+    Pushed,
+}
+
+/// The result of an operation on one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Account name.
+    pub account: String,
+    /// What happened.
+    pub action: Action,
+    /// The stored token's expiry.
+    pub expires_at: Option<i64>,
+    /// When the stored token becomes due for a refresh.
+    pub refresh_at: Option<i64>,
+}
+
+impl Outcome {
+    fn of(plan: &Plan, action: Action, token: Option<&StoredToken>) -> Outcome {
+        Outcome {
+            account: plan.account.clone(),
+            action,
+            expires_at: token.and_then(|t| t.expires_at),
+            refresh_at: token.map(|t| policy::refresh_at(t, plan.refresh_ahead)),
+        }
+    }
+}
+
+/// One row of `status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusRow {
+    /// Account name.
+    pub account: String,
+    /// Provider name, when known.
+    pub provider: Option<String>,
+    /// `fresh`, `expiring`, `expired` or `missing`.
+    pub state: &'static str,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+    /// Seconds until expiry (negative: ago).
+    pub expires_in_secs: Option<i64>,
+    /// Where the expiry came from.
+    pub expiry_source: Option<String>,
+    /// Unix seconds.
+    pub refreshed_at: Option<i64>,
+    /// The broker's user id.
+    pub user_id: Option<String>,
+    /// `refreshed` or the kind of the last failure.
+    pub last_outcome: Option<String>,
+    /// Unix seconds.
+    pub last_attempt: Option<i64>,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+}
+
+/// A provider component described, for `inspect`.
+pub struct Inspection {
+    /// What it says about itself.
+    pub info: ProviderInfo,
+    /// Hex SHA-256 of the file.
+    pub sha256: String,
+    /// Size of the file in bytes.
+    pub size: u64,
+}
+
+/// What the daemon knows of a running account's component file.
+pub struct Watched {
+    stamp: Option<(u64, SystemTime)>,
+    sha256: String,
+    identity: Identity,
+}
+
+/// What a look at a component file found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swap {
+    /// The same file, or the same contents.
+    Unchanged,
+    /// The account now runs the new contents.
+    Swapped {
+        /// Provider name.
+        name: String,
+        /// Its version.
+        version: String,
+        /// Hex SHA-256 of the new file.
+        sha256: String,
+    },
+    /// The new contents were refused; the running component stays.
+    Refused(String),
+}
+
+/// The core service.
+pub struct Service {
+    state: StateDir,
+    runtime: OnceLock<(Host, Linker<HostState>)>,
+    /// Components loaded so far, by path (and pinned there by a hot swap); concurrent first
+    /// loads of one file wait for a single compile.
+    loaded: Mutex<HashMap<PathBuf, Arc<tokio::sync::OnceCell<Arc<Loaded>>>>>,
+    notifier: RwLock<Arc<Notifier>>,
+    metrics_file: Option<PathBuf>,
+}
+
+impl Service {
+    /// A service over `state`, telling `notifier` about failures and recoveries and keeping a
+    /// metrics file at `metrics_file`. The engine starts only when a component must run.
+    pub fn new(state: StateDir, notifier: Notifier, metrics_file: Option<PathBuf>) -> Service {
+        Service {
+            state,
+            runtime: OnceLock::new(),
+            loaded: Mutex::default(),
+            notifier: RwLock::new(Arc::new(notifier)),
+            metrics_file,
+        }
+    }
+
+    /// The state directory.
+    pub fn state(&self) -> &StateDir {
+        &self.state
+    }
+
+    /// From now on, failures and recoveries go to `notifier` (a reloaded config).
+    pub fn set_notifier(&self, notifier: Notifier) {
+        if let Ok(mut n) = self.notifier.write() {
+            *n = Arc::new(notifier);
+        }
+    }
+
+    fn notifier(&self) -> Arc<Notifier> {
+        self.notifier.read().map(|n| n.clone()).unwrap_or_default()
+    }
+
+    /// The plan for `target`: a configured account, or a component file (whose provider names
+    /// the account: from the info cache, else asked once).
+    pub async fn resolve(&self, planner: &Planner, target: &str) -> Result<Plan, Error> {
+        match Target::parse(target) {
+            Target::Account(name) => planner.plan(&name),
+            Target::File(path) => {
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| Error::Config(format!("cannot read provider {}: {e}", path.display())))?;
+                let sha = crate::engine::sha256_hex(&bytes);
+                let name = match crate::engine::cached_info(&self.state.cache_dir(), &sha) {
+                    Some(info) => info.name,
+                    None => {
+                        let (host, _) = self.runtime()?;
+                        let origin = path.display().to_string();
+                        let loaded = off_thread(|| host.load_bytes(&bytes, &origin))?;
+                        self.describe(&loaded).await?.name
+                    }
+                };
+                // So that `check NAME`, `login NAME` and `logout NAME` find it from anywhere.
+                let dir = self.state.account(&name)?;
+                off_thread(|| dir.remember_provider(&path));
+                Ok(planner.plan_provider(&name, &path))
+            }
+        }
+    }
+
+    fn runtime(&self) -> Result<&(Host, Linker<HostState>), Error> {
+        if let Some(r) = self.runtime.get() {
+            return Ok(r);
+        }
+        let host = Host::new(self.state.cache_dir())?;
+        let linker = provider::linker(&host)?;
+        Ok(self.runtime.get_or_init(|| (host, linker)))
+    }
+
+    /// The component at `path`, loaded once per process (or the one a swap pinned there).
+    async fn load(&self, path: &Path) -> Result<Arc<Loaded>, Error> {
+        let cell = self.loaded.lock().map_err(|_| poisoned())?.entry(path.to_path_buf()).or_default().clone();
+        let (host, _) = self.runtime()?;
+        cell.get_or_try_init(|| async { off_thread(|| host.load(path)).map(Arc::new) }).await.cloned()
+    }
+
+    /// Asks a component about itself without any settings or hosts, and caches the answer.
+    async fn describe(&self, loaded: &Loaded) -> Result<CachedInfo, Error> {
+        let (host, linker) = self.runtime()?;
+        let grants = Grants {
+            account: "inspect".into(),
+            allow_hosts: Some(Vec::new()),
+            allow_plain_http: false,
+            kv_path: std::env::temp_dir().join("tokenhost-describe-unused"),
+            limits: provider::Limits::default(),
+        };
+        let p = Provider::start(host, linker, loaded, &grants, |_| Ok(Default::default())).await?;
+        let info = cached(p.info());
+        self.remember_info(&loaded.sha256, &info);
+        Ok(info)
+    }
+
+    fn remember_info(&self, sha256: &str, info: &CachedInfo) {
+        let cache = self.state.cache_dir();
+        if crate::engine::cached_info(&cache, sha256).as_ref() != Some(info) {
+            off_thread(|| crate::engine::save_info(&cache, sha256, info));
+        }
+    }
+
+    /// Starts the plan's provider with its settings and grants.
+    async fn start(&self, plan: &Plan) -> Result<Provider, Error> {
+        let loaded = self.load(&plan.provider).await?;
+        self.start_loaded(plan, &loaded).await
+    }
+
+    async fn start_loaded(&self, plan: &Plan, loaded: &Loaded) -> Result<Provider, Error> {
+        let (host, linker) = self.runtime()?;
+        let grants = Grants {
+            account: plan.account.clone(),
+            allow_hosts: plan.allow_hosts.clone(),
+            allow_plain_http: plan.allow_plain_http,
+            kv_path: self.state.account(&plan.account)?.kv_path(),
+            limits: plan.limits,
+        };
+        let provider = Provider::start(host, linker, loaded, &grants, |info| plan.settings(info)).await?;
+        self.remember_info(&loaded.sha256, &cached(provider.info()));
+        Ok(provider)
+    }
+
+    /// Refreshes the account if its token is due (or `force`), under its lock.
+    pub async fn run(&self, plan: &Plan, force: bool) -> Result<Outcome, Error> {
+        let started = time::now();
+        let dir = self.state.account(&plan.account)?;
+        let token = dir.load_token()?;
+        let known_invalid =
+            token.as_ref().is_some_and(|t| dir.load_status().invalid_token_of == Some(t.refreshed_at));
+        let reason = if force {
+            Some(Reason::Forced)
+        } else if known_invalid {
+            Some(Reason::Invalid)
+        } else {
+            policy::due(token.as_ref(), plan.refresh_ahead, started)
+        };
+        let Some(reason) = reason else {
+            if let Some(t) = &token {
+                // A sink added or changed since the last refresh gets the token now, not at the
+                // next refresh; one that holds it already is not touched.
+                self.write_sinks(plan, t)?;
+            }
+            return Ok(Outcome::of(plan, Action::Fresh, token.as_ref()));
+        };
+        tracing::debug!(account = %plan.account, "refresh due: {reason}");
+
+        let _lock = dir.lock().await?;
+        // Another run may have refreshed while this one waited for the lock: a forced run is
+        // satisfied by any token stored since it started, a normal one by a fresh token.
+        let before = token.as_ref().map(|t| t.access_token.clone());
+        let token = dir.load_token()?;
+        let done_elsewhere = if force || known_invalid {
+            token.as_ref().map(|t| t.access_token.clone()) != before
+        } else {
+            policy::due(token.as_ref(), plan.refresh_ahead, time::now()).is_none()
+        };
+        if done_elsewhere {
+            return Ok(Outcome::of(plan, Action::RefreshedElsewhere, token.as_ref()));
+        }
+        let result = self.refresh_with_retries(plan, &dir, token.as_ref()).await;
+        let stored = self.finish(plan, &dir, result).await?;
+        Ok(Outcome::of(plan, Action::Refreshed(reason), Some(&stored)))
+    }
+
+    /// Runs every plan, at most `jobs` at once, each on its own task: one failing, locked or
+    /// hanging account never stops or delays the others. Results are sorted by account.
+    pub async fn run_all(
+        self: &Arc<Self>,
+        plans: Vec<(String, Result<Plan, Error>)>,
+        force: bool,
+        jobs: usize,
+    ) -> Vec<(String, Result<Outcome, Error>)> {
+        let permits = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut names = HashMap::new();
+        for (name, plan) in plans {
+            let (service, permits) = (self.clone(), permits.clone());
+            let handle = tasks.spawn(async move {
+                let plan = plan?;
+                let _permit = permits.acquire_owned().await.map_err(|_| Error::fault("shutting down"))?;
+                service.run(&plan, force).await
+            });
+            names.insert(handle.id(), name);
+        }
+        let mut results = Vec::new();
+        while let Some(done) = tasks.join_next_with_id().await {
+            let (id, result) = match done {
+                Ok((id, r)) => (id, r),
+                Err(e) => (e.id(), Err(Error::fault(format!("the account's task failed: {e}")))),
+            };
+            results.push((names.remove(&id).unwrap_or_default(), result));
+        }
+        results.sort_by(|a, b| a.0.cmp(&b.0));
+        results
+    }
+
+    /// Refreshes, retrying transient failures as the plan's retry policy says; every other
+    /// failure ends it at once.
+    async fn refresh_with_retries(
+        &self,
+        plan: &Plan,
+        dir: &AccountDir,
+        current: Option<&StoredToken>,
+    ) -> Result<StoredToken, Error> {
+        let retry = plan.retry;
+        let started = std::time::Instant::now();
+        let mut attempt = 1;
+        loop {
+            let result = self.refresh_once(plan, dir, current).await;
+            let Err(Error::Transient { message, .. }) = &result else { return result };
+            let wait = retry.backoff.next(attempt);
+            if attempt >= retry.attempts || started.elapsed() + wait > retry.max_total {
+                return Err(Error::Transient { message: message.clone(), attempts: attempt });
+            }
+            tracing::warn!(
+                account = %plan.account,
+                "attempt {attempt} of {} failed, retrying in {:.1} s: {message}",
+                retry.attempts,
+                wait.as_secs_f64()
+            );
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    async fn refresh_once(
+        &self,
+        plan: &Plan,
+        dir: &AccountDir,
+        current: Option<&StoredToken>,
+    ) -> Result<StoredToken, Error> {
+        tracing::info!(account = %plan.account, "instantiating provider {}", plan.provider.display());
+        let mut provider = self.start(plan).await?;
+        if let Some(t) = current {
+            provider.add_secrets(t.secrets());
+        }
+        let fresh = provider.refresh(current.map(to_wit)).await?;
+        let claims = Claims::of(&fresh.access_token);
+        self.store_new(plan, dir, &provider, fresh, claims)
+    }
+
+    /// Records the outcome of getting a new token in the account's status, tells the notifier
+    /// if it is news and, on success, copies the token to the sinks. The caller holds the
+    /// account's lock.
+    async fn finish(
+        &self,
+        plan: &Plan,
+        dir: &AccountDir,
+        result: Result<StoredToken, Error>,
+    ) -> Result<StoredToken, Error> {
+        let before = dir.load_status();
+        let mut status = before.clone();
+        match &result {
+            Ok(stored) => status.succeeded(&stored.provider),
+            Err(e) => status.failed(None, e),
+        }
+        off_thread(|| dir.save_status(&status))?;
+        let notifier = self.notifier();
+        if let Some(event) = notifier.enabled().then(|| notifier.event(&before, &result)).flatten() {
+            let kept = if result.is_err() { dir.load_token().ok().flatten() } else { None };
+            notifier.send(&plan.account, &event, &result, kept.as_ref()).await;
+        }
+        let stored = result?;
+        self.write_sinks(plan, &stored)?;
+        Ok(stored)
+    }
+
+    /// Stores `fresh` (whose JWT claims are `claims`), just produced by `provider`, with its
+    /// expiry resolved by the host's policy. The caller holds the account's lock.
+    fn store_new(
+        &self,
+        plan: &Plan,
+        dir: &AccountDir,
+        provider: &Provider,
+        fresh: Token,
+        claims: Claims,
+    ) -> Result<StoredToken, Error> {
+        let info = provider.info();
+        let cutoff = info.daily_cutoff.map(|c| Cutoff {
+            hour: c.hour,
+            minute: c.minute,
+            utc_offset_minutes: c.utc_offset_minutes,
+        });
+        let now = time::now();
+        let (expires_at, source) =
+            policy::resolve_expiry(fresh.expires_at, claims, fresh.issued_at, cutoff, now);
+        if expires_at <= now {
+            return Err(Error::transient(format!(
+                "provider `{}` returned a token that expired at {}; the stored one is kept",
+                info.name,
+                time::iso(expires_at)
+            )));
+        }
+        let stored = StoredToken {
+            account: plan.account.clone(),
+            provider: info.name.clone(),
+            access_token: Secret::new(fresh.access_token),
+            expires_at: Some(expires_at),
+            expiry_source: source.into(),
+            issued_at: fresh.issued_at,
+            user_id: fresh.user_id,
+            extras: fresh
+                .extras
+                .into_iter()
+                .map(|e| StoredExtra { name: e.name, value: Secret::new(e.value), secret: e.secret })
+                .collect(),
+            refreshed_at: now,
+            refresh_ahead_secs: plan.refresh_ahead.unwrap_or(info.refresh_ahead_secs),
+            component_sha256: Some(provider.component_sha256().to_string()),
+        };
+        off_thread(|| dir.save_token(&stored))?;
+        tracing::info!(account = %plan.account, "stored a new token, expires {} ({source})", time::iso(expires_at));
+        Ok(stored)
+    }
+
+    /// Makes every sink of the plan hold `token` (one that does already is not rewritten).
+    fn write_sinks(&self, plan: &Plan, token: &StoredToken) -> Result<(), Error> {
+        let prefix = plan.env_prefix(&token.provider);
+        for sink in &plan.sinks {
+            let wrote = off_thread(|| sink.write(token, &prefix))
+                .map_err(|e| Error::Config(format!("the token is stored, but {e}")))?;
+            if wrote {
+                tracing::info!(account = %plan.account, "token copied to {}", sink.path().display());
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the broker whether the stored token works. A token the broker refuses is noted,
+    /// so that the next `run` logs in again without asking first.
+    pub async fn check(&self, plan: &Plan) -> Result<StoredToken, Error> {
+        let dir = self.state.account(&plan.account)?;
+        let token = dir.load_token()?.ok_or_else(|| no_token(&plan.account))?;
+        let mut provider = self.start(plan).await?;
+        provider.add_secrets(token.secrets());
+        let verdict = provider.validate(to_wit(&token)).await;
+        if let Err(Error::Rejected(_)) = &verdict {
+            let mut status = dir.load_status();
+            status.invalid_token_of = Some(token.refreshed_at);
+            off_thread(|| dir.save_status(&status))?;
+        }
+        verdict.map(|()| token)
+    }
+
+    /// Revokes the stored token at the broker and forgets it. A broker that already
+    /// considers it invalid is fine; one that cannot be reached keeps it stored.
+    pub async fn logout(&self, plan: &Plan) -> Result<(), Error> {
+        let dir = self.state.account(&plan.account)?;
+        let token = dir.load_token()?.ok_or_else(|| no_token(&plan.account))?;
+        let _lock = dir.lock().await?;
+        let mut provider = self.start(plan).await?;
+        provider.add_secrets(token.secrets());
+        match provider.revoke(to_wit(&token)).await {
+            Ok(()) | Err(Error::Rejected(_)) => {
+                let mut status = dir.load_status();
+                status.logged_out_at = Some(time::now());
+                off_thread(|| dir.save_status(&status))?;
+                off_thread(|| dir.remove_token())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes one pushed body for the account: the provider reads it, the host's replay policy
+    /// checks it, and only then is it stored. A refused push changes nothing.
+    pub async fn push(&self, plan: &Plan, body: &[u8]) -> Result<Outcome, Error> {
+        let dir = self.state.account(&plan.account)?;
+        let _lock = dir.lock().await?;
+        let current = dir.load_token()?;
+        let mut provider = self.start(plan).await?;
+        if let Some(t) = &current {
+            provider.add_secrets(t.secrets());
+        }
+        let fresh = provider.accept_push(body).await?;
+        let claims = Claims::of(&fresh.access_token);
+        let issued = fresh.issued_at.or(claims.iat);
+        let logged_out = dir.load_status().logged_out_at;
+        if let Some(why) = policy::refuse_push(current.as_ref(), &fresh.access_token, issued, logged_out) {
+            return Err(Error::Rejected(why));
+        }
+        let stored = self.store_new(plan, &dir, &provider, fresh, claims);
+        let stored = self.finish(plan, &dir, stored).await?;
+        Ok(Outcome::of(plan, Action::Pushed, Some(&stored)))
+    }
+
+    /// A browser login's second half: the provider exchanges what the broker sent back, and
+    /// the token is stored (see [`crate::login`]).
+    pub(crate) async fn complete_login(
+        &self,
+        plan: &Plan,
+        provider: &mut Provider,
+        params: &[(String, String)],
+    ) -> Result<Outcome, Error> {
+        let dir = self.state.account(&plan.account)?;
+        let _lock = dir.lock().await?;
+        let result = match provider.complete_login(params).await {
+            Ok(fresh) => {
+                let claims = Claims::of(&fresh.access_token);
+                self.store_new(plan, &dir, provider, fresh, claims)
+            }
+            Err(e) => Err(e),
+        };
+        let stored = self.finish(plan, &dir, result).await?;
+        Ok(Outcome::of(plan, Action::LoggedIn, Some(&stored)))
+    }
+
+    /// The provider of `plan`, started for a login.
+    pub(crate) async fn start_for_login(&self, plan: &Plan) -> Result<Provider, Error> {
+        self.start(plan).await
+    }
+
+    /// The stored token of `account`, for another program; an expired one is an error.
+    pub fn token(&self, account: &str) -> Result<StoredToken, Error> {
+        let token = self.state.account(account)?.load_token()?.ok_or_else(|| no_token(account))?;
+        let now = time::now();
+        match token.expires_at {
+            Some(e) if e <= now => Err(Error::Config(format!(
+                "the token of `{account}` expired at {}: run `tokenhost run {account}`",
+                time::iso(e)
+            ))),
+            _ => Ok(token),
+        }
+    }
+
+    /// The status rows of `account`, or of every account known to the state directory or
+    /// the configuration.
+    pub fn status(&self, planner: &Planner, account: Option<&str>) -> Result<Vec<StatusRow>, Error> {
+        let mut names = match account {
+            Some(a) => vec![a.to_string()],
+            None => {
+                let mut n = self.state.accounts();
+                n.extend(planner.config().account_names());
+                n
+            }
+        };
+        names.sort();
+        names.dedup();
+        let now = time::now();
+        names
+            .iter()
+            .map(|name| {
+                let dir = self.state.account(name)?;
+                let token = dir.load_token()?;
+                let status = dir.load_status();
+                let state = match (&token, policy::due(token.as_ref(), planner.refresh_ahead(name), now)) {
+                    (None, _) => "missing",
+                    (Some(_), None) => "fresh",
+                    (Some(_), Some(Reason::Expiring)) => "expiring",
+                    (Some(_), Some(_)) => "expired",
+                };
+                let t = token.as_ref();
+                Ok(StatusRow {
+                    account: name.clone(),
+                    provider: t.map(|t| t.provider.clone()).or(status.provider.clone()),
+                    state,
+                    expires_at: t.and_then(|t| t.expires_at),
+                    expires_in_secs: t.and_then(|t| t.remaining(now)),
+                    expiry_source: t.map(|t| t.expiry_source.clone()),
+                    refreshed_at: t.map(|t| t.refreshed_at),
+                    user_id: t.and_then(|t| t.user_id.clone()),
+                    last_outcome: status.last_outcome,
+                    last_attempt: status.last_attempt,
+                    last_error: status.last_error,
+                    consecutive_failures: status.consecutive_failures,
+                })
+            })
+            .collect()
+    }
+
+    /// Describes the component at `path` (checked as any provider is, run with no settings).
+    pub async fn inspect(&self, path: &Path) -> Result<Inspection, Error> {
+        let (host, linker) = self.runtime()?;
+        let loaded = off_thread(|| host.load(path))?;
+        let grants = Grants {
+            account: "inspect".into(),
+            allow_hosts: Some(Vec::new()),
+            allow_plain_http: false,
+            kv_path: std::env::temp_dir().join("tokenhost-inspect-unused"),
+            limits: provider::Limits::default(),
+        };
+        let p = Provider::start(host, linker, &loaded, &grants, |_| Ok(Default::default())).await?;
+        Ok(Inspection { info: p.info().clone(), sha256: loaded.sha256.clone(), size: loaded.size })
+    }
+
+    /// Loads and starts the plan's component once, and remembers what it is, for
+    /// [`Service::swap_if_changed`].
+    pub async fn watch(&self, plan: &Plan) -> Result<Watched, Error> {
+        let loaded = self.load(&plan.provider).await?;
+        let provider = self.start_loaded(plan, &loaded).await?;
+        Ok(Watched {
+            stamp: stamp(&plan.provider),
+            sha256: loaded.sha256.clone(),
+            identity: identity(provider.info()),
+        })
+    }
+
+    /// Switches the plan's component file to its new contents if they pass the checks (a
+    /// valid component of the contract, that starts with the account's settings, the same
+    /// provider, no new host); the running component stays otherwise.
+    pub async fn swap_if_changed(&self, plan: &Plan, w: &mut Watched) -> Swap {
+        let path = &plan.provider;
+        let now = stamp(path);
+        if now == w.stamp {
+            return Swap::Unchanged;
+        }
+        w.stamp = now;
+        let Ok(bytes) = std::fs::read(path) else {
+            return Swap::Refused(format!("{} cannot be read", path.display()));
+        };
+        if crate::engine::sha256_hex(&bytes) == w.sha256 {
+            return Swap::Unchanged;
+        }
+        let checked = async {
+            let (host, _) = self.runtime()?;
+            let origin = path.display().to_string();
+            let loaded = Arc::new(off_thread(|| host.load_bytes(&bytes, &origin))?);
+            let provider = self.start_loaded(plan, &loaded).await?;
+            Ok::<_, Error>((loaded, identity(provider.info()), provider.info().version.clone()))
+        };
+        let (loaded, id, version) = match checked.await {
+            Ok(c) => c,
+            Err(e) => return Swap::Refused(e.to_string()),
+        };
+        if let Some(why) = policy::refuse_swap(&w.identity, &id) {
+            return Swap::Refused(why);
+        }
+        let sha256 = loaded.sha256.clone();
+        let pinned = Arc::new(tokio::sync::OnceCell::new_with(Some(loaded)));
+        match self.loaded.lock() {
+            Ok(mut l) => l.insert(path.clone(), pinned),
+            Err(_) => return Swap::Refused(poisoned().to_string()),
+        };
+        w.sha256 = sha256.clone();
+        w.identity = id;
+        Swap::Swapped { name: w.identity.name.clone(), version, sha256 }
+    }
+
+    /// Rewrites the metrics file, if there is one; a failure is logged, never returned.
+    pub fn write_metrics(&self) {
+        if let Some(path) = &self.metrics_file
+            && let Err(e) = off_thread(|| crate::metrics::write(path, &self.state))
+        {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+/// Runs blocking file work (fsyncs, renames, compiles) so that the runtime moves its other
+/// tasks to another thread meanwhile.
+fn off_thread<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+fn stamp(path: &Path) -> Option<(u64, SystemTime)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()?))
+}
+
+fn identity(info: &ProviderInfo) -> Identity {
+    Identity { name: info.name.clone(), hosts: info.hosts.clone() }
+}
+
+fn poisoned() -> Error {
+    Error::fault("an earlier task panicked while loading a component")
+}
+
+/// The message for an account with nothing stored.
+fn no_token(account: &str) -> Error {
+    Error::Config(format!("no token stored for account `{account}`: run `tokenhost run {account}` first"))
+}
+
+fn cached(info: &ProviderInfo) -> CachedInfo {
+    CachedInfo {
+        name: info.name.clone(),
+        version: info.version.clone(),
+        daily_cutoff: info.daily_cutoff.map(|c| Cutoff {
+            hour: c.hour,
+            minute: c.minute,
+            utc_offset_minutes: c.utc_offset_minutes,
+        }),
+        refresh_ahead_secs: info.refresh_ahead_secs,
+    }
+}
+
+/// The stored token as the provider interface carries it.
+fn to_wit(t: &StoredToken) -> Token {
+    Token {
+        access_token: t.access_token.expose().to_string(),
+        expires_at: t.expires_at,
+        issued_at: t.issued_at,
+        user_id: t.user_id.clone(),
+        extras: t
+            .extras
+            .iter()
+            .map(|e| provider::Extra {
+                name: e.name.clone(),
+                value: e.value.expose().to_string(),
+                secret: e.secret,
+            })
+            .collect(),
+    }
+}
