@@ -190,6 +190,8 @@ fn main() {
             );
         }
     }
+    let bin = std::fs::metadata(BIN).map(|m| m.len()).unwrap_or(0);
+    println!("binary tokenhost (as installed)           {:>7.1} MiB", bin as f64 / (1 << 20) as f64);
     println!("example broker saw {logins} logins");
     let _ = std::fs::remove_dir_all(&dir);
 }

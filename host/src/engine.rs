@@ -13,10 +13,10 @@ use wasmtime::{Config, Engine};
 /// The export every provider must have.
 pub const PROVIDER_EXPORT: &str = "tokenhost:provider/provider@0.1.0";
 /// The interface version this host speaks.
-pub const API_VERSION: &str = "0.1.0";
+pub(crate) const API_VERSION: &str = "0.1.0";
 
 /// How often the epoch ticks; wall-clock deadlines are counted in ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Interfaces a provider may import, by prefix. Everything else (files, sockets, ...) makes
 /// the component invalid.
@@ -59,7 +59,7 @@ pub struct Loaded {
 /// What a provider said about itself, cached by content hash so that `run provider.wasm`
 /// can find its account without loading the component.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CachedInfo {
+pub(crate) struct CachedInfo {
     /// Provider name.
     pub name: String,
     /// Provider version.
@@ -96,7 +96,7 @@ impl Host {
     }
 
     /// As [`Host::load`], from bytes; `origin` names them in messages.
-    pub fn load_bytes(&self, bytes: &[u8], origin: &str) -> Result<Loaded, Error> {
+    pub(crate) fn load_bytes(&self, bytes: &[u8], origin: &str) -> Result<Loaded, Error> {
         let sha256 = sha256_hex(bytes);
         let cached = self.cache_dir.join(format!("{sha256}-{}.cwasm", self.engine_key()));
         let mut from_cache = false;
@@ -149,13 +149,13 @@ impl Host {
 }
 
 /// The provider info cached for a component with this hash.
-pub fn cached_info(cache_dir: &Path, sha256: &str) -> Option<CachedInfo> {
+pub(crate) fn cached_info(cache_dir: &Path, sha256: &str) -> Option<CachedInfo> {
     let bytes = std::fs::read(cache_dir.join(format!("{sha256}.info.json"))).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
 /// Remembers what the component with this hash said about itself.
-pub fn save_info(cache_dir: &Path, sha256: &str, info: &CachedInfo) {
+pub(crate) fn save_info(cache_dir: &Path, sha256: &str, info: &CachedInfo) {
     let _ = crate::store::create_private_dir(cache_dir);
     if let Ok(bytes) = serde_json::to_vec(info) {
         let _ = crate::store::write_atomic(&cache_dir.join(format!("{sha256}.info.json")), &bytes);
@@ -174,7 +174,7 @@ fn wasmparser_is_component(bytes: &[u8]) -> bool {
 
 /// Refuses a component that does not export the provider interface (naming what it has
 /// instead) or that imports anything outside the contract (naming the import).
-pub fn check_contract(engine: &Engine, component: &Component, origin: &str) -> Result<(), Error> {
+pub(crate) fn check_contract(engine: &Engine, component: &Component, origin: &str) -> Result<(), Error> {
     let ty = component.component_type();
     let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
     if !exports.iter().any(|e| e == PROVIDER_EXPORT) {

@@ -114,7 +114,7 @@ impl Error {
     }
 
     /// A component fault caused by `cause`, a runtime error whose text goes through `redact`.
-    pub fn fault_from(
+    pub(crate) fn fault_from(
         message: impl Into<String>,
         cause: &wasmtime::Error,
         redact: impl Fn(&str) -> String,

@@ -265,39 +265,8 @@ fn too_large(limits: Limits) -> Response {
 }
 
 /// Splits and percent-decodes `a=1&b=2` (also a form body).
-pub fn parse_query(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-/// Decodes `%XX` and `+`.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+pub(crate) fn parse_query(q: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(q.as_bytes()).into_owned().collect()
 }
 
 #[cfg(test)]
@@ -314,9 +283,70 @@ mod tests {
                 ("c".to_string(), String::new()),
             ]
         );
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%4"), "%4");
-        assert_eq!(percent_decode("%41"), "A");
-        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(
+            parse_query("a=100%&b=%4&c=%41&d=%zz"),
+            [("a", "100%"), ("b", "%4"), ("c", "A"), ("d", "%zz")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+    }
+
+    async fn echo(limits: Limits) -> Listener {
+        let h = handler(|req: Request| async move { text(200, "text/plain", req.body) });
+        Listener::bind("127.0.0.1:0", limits, h).await.unwrap()
+    }
+
+    /// Reads what the server sends until it closes; `None` if it stays silent for 5 s.
+    async fn read_all(c: &mut tokio::net::TcpStream) -> Option<String> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut buf)).await;
+        r.ok().map(|_| String::from_utf8_lossy(&buf).into_owned())
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn slow_clients_are_dropped_and_bodies_capped() {
+        use tokio::io::AsyncWriteExt;
+        let limits = Limits {
+            max_body: 8,
+            head_timeout: Duration::from_millis(200),
+            body_timeout: Duration::from_millis(200),
+            ..Limits::default()
+        };
+        let l = echo(limits).await;
+        // No request head: dropped after the head timeout, nothing answered.
+        let mut idle = tokio::net::TcpStream::connect(l.addr()).await.unwrap();
+        let started = Instant::now();
+        assert_eq!(read_all(&mut idle).await.as_deref(), Some(""));
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        // Half a body: 408 after the body timeout.
+        let mut slow = tokio::net::TcpStream::connect(l.addr()).await.unwrap();
+        slow.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\nabc").await.unwrap();
+        assert!(read_all(&mut slow).await.unwrap().starts_with("HTTP/1.1 408"));
+        // Over the cap, chunked (no length to refuse up front): 413.
+        let mut big = tokio::net::TcpStream::connect(l.addr()).await.unwrap();
+        big.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(read_all(&mut big).await.unwrap().starts_with("HTTP/1.1 413"));
+        // Within the cap: answered.
+        let mut ok = tokio::net::TcpStream::connect(l.addr()).await.unwrap();
+        ok.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello").await.unwrap();
+        let answer = read_all(&mut ok).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"), "{answer}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_full_listener_drops_its_oldest_idle_connection_for_a_new_one() {
+        use tokio::io::AsyncWriteExt;
+        let l = echo(Limits { max_connections: 2, ..Limits::default() }).await;
+        let mut oldest = tokio::net::TcpStream::connect(l.addr()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _second = tokio::net::TcpStream::connect(l.addr()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut third = tokio::net::TcpStream::connect(l.addr()).await.unwrap();
+        third.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi").await.unwrap();
+        assert!(read_all(&mut third).await.unwrap().ends_with("hi"));
+        assert_eq!(read_all(&mut oldest).await.as_deref(), Some(""), "the oldest idle one was dropped");
+        l.shutdown(Duration::from_secs(1)).await;
     }
 }

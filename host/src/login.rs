@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// The setting a provider with a browser login declares for its registered redirect URI.
-pub const REDIRECT_SETTING: &str = "redirect-uri";
+pub(crate) const REDIRECT_SETTING: &str = "redirect-uri";
 
 /// How the person takes part in a login.
 pub trait LoginUi: Send + Sync {
@@ -70,7 +70,7 @@ pub async fn login(
         None => {
             let url = provider.login_url(&redirect, &state).await?;
             ui.show(&url, &info.name, "you", timeout);
-            let line = tokio::task::block_in_place(|| ui.paste(&redirect))
+            let line = crate::service::off_thread(|| ui.paste(&redirect))
                 .map_err(|e| Error::io("reading the pasted address", e))?;
             (pasted(&line, &state)?, None)
         }

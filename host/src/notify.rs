@@ -74,7 +74,7 @@ impl Notifier {
     }
 
     /// The event an outcome is, given the account's status before it; `None`: no message.
-    pub fn event(&self, before: &AccountStatus, result: &Result<StoredToken, Error>) -> Option<Event> {
+    pub(crate) fn event(&self, before: &AccountStatus, result: &Result<StoredToken, Error>) -> Option<Event> {
         match result {
             Ok(_) if before.consecutive_failures > 0 => Some(Event::Refreshed { recovered: true }),
             Ok(_) if self.on_success => Some(Event::Refreshed { recovered: false }),

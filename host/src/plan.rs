@@ -203,7 +203,7 @@ impl Planner {
 
     /// The plan for a component file run directly: the account named after its provider,
     /// with that section of the config file if there is one.
-    pub fn plan_provider(&self, provider_name: &str, path: &Path) -> Plan {
+    pub(crate) fn plan_provider(&self, provider_name: &str, path: &Path) -> Plan {
         let section = self.config.file.accounts.get(provider_name);
         self.make(provider_name, path.to_path_buf(), section)
     }
@@ -225,7 +225,7 @@ impl Planner {
     }
 
     /// The configured refresh-ahead of `account`, if any.
-    pub fn refresh_ahead(&self, account: &str) -> Option<u32> {
+    pub(crate) fn refresh_ahead(&self, account: &str) -> Option<u32> {
         self.config.file.accounts.get(account).and_then(|a| a.refresh_ahead_secs)
     }
 

@@ -18,7 +18,7 @@ pub struct Cutoff {
 }
 
 /// How long a token whose expiry nobody can tell is trusted.
-pub const ASSUMED_LIFETIME_SECS: i64 = 24 * 3600;
+pub(crate) const ASSUMED_LIFETIME_SECS: i64 = 24 * 3600;
 
 /// The claims of a JWT the host reads, decoded once per token and without checking the
 /// signature (the brokers' keys are not ours). Both are `None` when the token is not a JWT.
@@ -57,7 +57,7 @@ pub fn jwt_exp(token: &str) -> Option<i64> {
 /// The expiry of a new token and where it came from: the provider's word, else the JWT's
 /// `exp`, else the next daily cut-off, else [`ASSUMED_LIFETIME_SECS`]. A cut-off also caps the
 /// other two, since the broker kills every token then whatever it claims.
-pub fn resolve_expiry(
+pub(crate) fn resolve_expiry(
     provider_expiry: Option<i64>,
     claims: Claims,
     issued_at: Option<i64>,
@@ -180,7 +180,7 @@ pub const DAEMON_BACKOFF: Backoff =
 /// Why a pushed token must not be stored, if it must not. Pushes are unsigned, so the host
 /// trusts none by default: not a token it already has, not one older than the stored one, not
 /// one issued before the last `logout` (a replay of a revoked token).
-pub fn refuse_push(
+pub(crate) fn refuse_push(
     current: Option<&StoredToken>,
     pushed: &str,
     pushed_issued_at: Option<i64>,
@@ -216,7 +216,7 @@ pub struct Identity {
 
 /// Why `new` must not replace the running `old`, if it must not: it is another provider, or
 /// it asks for hosts the running one did not (a swap never widens what a component may reach).
-pub fn refuse_swap(old: &Identity, new: &Identity) -> Option<String> {
+pub(crate) fn refuse_swap(old: &Identity, new: &Identity) -> Option<String> {
     if new.name != old.name {
         return Some(format!("it is provider `{}`, not `{}`", new.name, old.name));
     }

@@ -50,7 +50,7 @@ impl Default for Limits {
 
 /// What an account grants its provider.
 #[derive(Debug, Clone)]
-pub struct Grants {
+pub(crate) struct Grants {
     /// Account name.
     pub account: String,
     /// Hosts the user allows; `None` means the provider's declared hosts.
@@ -63,8 +63,21 @@ pub struct Grants {
     pub limits: Limits,
 }
 
+impl Grants {
+    /// No host and default limits: for asking a component about itself.
+    pub fn bare() -> Grants {
+        Grants {
+            account: "inspect".into(),
+            allow_hosts: Some(Vec::new()),
+            allow_plain_http: false,
+            kv_path: std::env::temp_dir().join("tokenhost-inspect-unused"),
+            limits: Limits::default(),
+        }
+    }
+}
+
 /// Everything a component's store holds.
-pub struct HostState {
+pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     http: WasiHttpCtx,
@@ -121,7 +134,7 @@ impl ResourceLimiter for MemoryCap {
 
 /// The linker every provider is instantiated with: WASI without files, sockets or
 /// environment, `wasi:http` through [`HttpPolicy`], config and key-value scoped to the account.
-pub fn linker(host: &Host) -> Result<Linker<HostState>, Error> {
+pub(crate) fn linker(host: &Host) -> Result<Linker<HostState>, Error> {
     let fault = |e: wasmtime::Error| Error::fault_from("setting up the sandbox failed", &e, str::to_string);
     let mut linker = Linker::new(host.engine());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(fault)?;
@@ -136,7 +149,7 @@ pub fn linker(host: &Host) -> Result<Linker<HostState>, Error> {
 }
 
 /// A provider instantiated for one account.
-pub struct Provider {
+pub(crate) struct Provider {
     store: Store<HostState>,
     exports: crate::bindings::ProviderHost,
     info: ProviderInfo,
@@ -269,13 +282,8 @@ impl Provider {
     }
 
     /// Masks these values too in everything relayed from the guest.
-    pub fn add_secrets(&mut self, secrets: impl IntoIterator<Item = Secret>) {
+    pub(crate) fn add_secrets(&mut self, secrets: impl IntoIterator<Item = Secret>) {
         self.secrets.extend(secrets);
-    }
-
-    /// The secrets known so far (settings and tokens).
-    pub fn secrets(&self) -> &[Secret] {
-        &self.secrets
     }
 
     /// Gives the next call its full time budget.
@@ -308,18 +316,18 @@ impl Provider {
     }
 
     /// `login-url(redirect_uri, state)`.
-    pub async fn login_url(&mut self, redirect_uri: &str, state: &str) -> Result<String, Error> {
+    pub(crate) async fn login_url(&mut self, redirect_uri: &str, state: &str) -> Result<String, Error> {
         guest_call!(self, "login-url", call_login_url, redirect_uri, state)
     }
 
     /// `complete-login(params)`.
-    pub async fn complete_login(&mut self, params: &[(String, String)]) -> Result<Token, Error> {
+    pub(crate) async fn complete_login(&mut self, params: &[(String, String)]) -> Result<Token, Error> {
         let token = guest_call!(self, "complete-login", call_complete_login, params)?;
         self.check_token(token)
     }
 
     /// `accept-push(body)`.
-    pub async fn accept_push(&mut self, body: &[u8]) -> Result<Token, Error> {
+    pub(crate) async fn accept_push(&mut self, body: &[u8]) -> Result<Token, Error> {
         let token = guest_call!(self, "accept-push", call_accept_push, body)?;
         self.check_token(token)
     }
@@ -419,7 +427,8 @@ fn limit_or_trap(
         return deadline(limits, what);
     }
     let redact = |t: &str| crate::secret::redact(t, secrets);
-    let first = redact(&e.to_string()).lines().next().unwrap_or("trap").to_string();
+    // The root cause says what happened (`wasm trap: ...`); the levels above add where.
+    let first = redact(&e.root_cause().to_string()).lines().next().unwrap_or("trap").to_string();
     Error::fault_from(format!("provider crashed during {what}: {first}"), &e, redact)
 }
 

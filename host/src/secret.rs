@@ -34,7 +34,7 @@ impl fmt::Display for Secret {
 /// Replaces every occurrence of each secret in `text` with `***`. Used on everything a
 /// component says (its errors, its stderr) before the host prints or logs it: a provider may
 /// echo what the broker echoed, and brokers echo invalid values.
-pub fn redact(text: &str, secrets: &[Secret]) -> String {
+pub(crate) fn redact(text: &str, secrets: &[Secret]) -> String {
     let mut out = text.to_string();
     for s in secrets {
         // Very short values would blank out ordinary words; they are not worth hiding.
@@ -47,7 +47,7 @@ pub fn redact(text: &str, secrets: &[Secret]) -> String {
 
 /// 128 unpredictable bits as hex (for login `state` values and test secrets). SipHash keyed
 /// by the OS's randomness, through std's `RandomState`; no extra dependency.
-pub fn random_hex() -> String {
+pub(crate) fn random_hex() -> String {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);

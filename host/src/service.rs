@@ -173,12 +173,8 @@ impl Service {
                 let sha = crate::engine::sha256_hex(&bytes);
                 let name = match crate::engine::cached_info(&self.state.cache_dir(), &sha) {
                     Some(info) => info.name,
-                    None => {
-                        let (host, _) = self.runtime()?;
-                        let origin = path.display().to_string();
-                        let loaded = off_thread(|| host.load_bytes(&bytes, &origin))?;
-                        self.describe(&loaded).await?.name
-                    }
+                    // Loaded as for a run, so the run that follows does not load it again.
+                    None => self.describe(&*self.load(&path).await?).await?.name,
                 };
                 // So that `check NAME`, `login NAME` and `logout NAME` find it from anywhere.
                 let dir = self.state.account(&name)?;
@@ -207,14 +203,7 @@ impl Service {
     /// Asks a component about itself without any settings or hosts, and caches the answer.
     async fn describe(&self, loaded: &Loaded) -> Result<CachedInfo, Error> {
         let (host, linker) = self.runtime()?;
-        let grants = Grants {
-            account: "inspect".into(),
-            allow_hosts: Some(Vec::new()),
-            allow_plain_http: false,
-            kv_path: std::env::temp_dir().join("tokenhost-describe-unused"),
-            limits: provider::Limits::default(),
-        };
-        let p = Provider::start(host, linker, loaded, &grants, |_| Ok(Default::default())).await?;
+        let p = Provider::start(host, linker, loaded, &Grants::bare(), |_| Ok(Default::default())).await?;
         let info = cached(p.info());
         self.remember_info(&loaded.sha256, &info);
         Ok(info)
@@ -598,14 +587,7 @@ impl Service {
     pub async fn inspect(&self, path: &Path) -> Result<Inspection, Error> {
         let (host, linker) = self.runtime()?;
         let loaded = off_thread(|| host.load(path))?;
-        let grants = Grants {
-            account: "inspect".into(),
-            allow_hosts: Some(Vec::new()),
-            allow_plain_http: false,
-            kv_path: std::env::temp_dir().join("tokenhost-inspect-unused"),
-            limits: provider::Limits::default(),
-        };
-        let p = Provider::start(host, linker, &loaded, &grants, |_| Ok(Default::default())).await?;
+        let p = Provider::start(host, linker, &loaded, &Grants::bare(), |_| Ok(Default::default())).await?;
         Ok(Inspection { info: p.info().clone(), sha256: loaded.sha256.clone(), size: loaded.size })
     }
 
@@ -672,9 +654,10 @@ impl Service {
     }
 }
 
-/// Runs blocking file work (fsyncs, renames, compiles) so that the runtime moves its other
-/// tasks to another thread meanwhile.
-fn off_thread<T>(f: impl FnOnce() -> T) -> T {
+/// Runs blocking work (fsyncs, renames, compiles, a person typing) so that a multi-threaded
+/// runtime moves its other tasks to another thread meanwhile; on a single-threaded one there is
+/// nothing else to move.
+pub(crate) fn off_thread<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)

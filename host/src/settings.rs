@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The file name looked for in the working directory.
-pub const CONFIG_FILE: &str = "tokenhost.toml";
+pub(crate) const CONFIG_FILE: &str = "tokenhost.toml";
 
 /// `tokenhost.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -162,7 +162,7 @@ impl Config {
 
     /// `p` as seen from the working directory: a relative path is taken from the config
     /// file's folder.
-    pub fn relative_to_file(&self, p: &Path) -> PathBuf {
+    pub(crate) fn relative_to_file(&self, p: &Path) -> PathBuf {
         match self.path.as_ref().and_then(|c| c.parent()) {
             Some(dir) if p.is_relative() && !dir.as_os_str().is_empty() => dir.join(p),
             _ => p.to_path_buf(),

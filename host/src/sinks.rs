@@ -58,7 +58,7 @@ impl Sink {
     }
 
     /// The same sink with a relative path taken from `base`.
-    pub fn relative_to(mut self, base: &Path) -> Sink {
+    pub(crate) fn relative_to(mut self, base: &Path) -> Sink {
         let p = match &mut self {
             Sink::Json { path } | Sink::Dotenv { path, .. } | Sink::Raw { path } => path,
         };
@@ -114,7 +114,7 @@ fn is_var_name(s: &str) -> bool {
 
 /// `text` with the assignment of `var` replaced by `var=value` (added at the end when it has
 /// none); comments, order, blank lines and line endings of everything else stay as they were.
-pub fn set_dotenv_line(text: &str, var: &str, value: &str) -> String {
+pub(crate) fn set_dotenv_line(text: &str, var: &str, value: &str) -> String {
     let mut out = String::with_capacity(text.len() + value.len());
     let mut done = false;
     for line in text.split_inclusive('\n') {

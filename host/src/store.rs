@@ -27,7 +27,7 @@ pub struct StateDir {
 
 /// One account's folder.
 #[derive(Debug, Clone)]
-pub struct AccountDir {
+pub(crate) struct AccountDir {
     name: String,
     dir: PathBuf,
 }
@@ -73,7 +73,7 @@ pub struct StoredExtra {
 
 /// What happened the last times the account was refreshed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct AccountStatus {
+pub(crate) struct AccountStatus {
     /// Provider name.
     pub provider: Option<String>,
     /// Last time a refresh was attempted.
@@ -101,7 +101,7 @@ const PROVIDER_FILE: &str = "provider.path";
 
 /// Held while an account refreshes; dropping it releases the lock.
 #[derive(Debug)]
-pub struct AccountLock {
+pub(crate) struct AccountLock {
     _file: File,
 }
 
@@ -138,7 +138,7 @@ impl StateDir {
     }
 
     /// The compiled-component cache.
-    pub fn cache_dir(&self) -> PathBuf {
+    pub(crate) fn cache_dir(&self) -> PathBuf {
         self.root.join("cache")
     }
 
@@ -148,7 +148,7 @@ impl StateDir {
     }
 
     /// The folder of account `name` (created if missing).
-    pub fn account(&self, name: &str) -> Result<AccountDir, Error> {
+    pub(crate) fn account(&self, name: &str) -> Result<AccountDir, Error> {
         validate_account_name(name)?;
         let dir = self.root.join("accounts").join(name);
         create_private_dir(&dir)?;
@@ -156,7 +156,7 @@ impl StateDir {
     }
 
     /// The component account `name` last ran from (see [`AccountDir::remember_provider`]).
-    pub fn remembered_provider(&self, name: &str) -> Option<PathBuf> {
+    pub(crate) fn remembered_provider(&self, name: &str) -> Option<PathBuf> {
         validate_account_name(name).ok()?;
         let text = fs::read_to_string(self.root.join("accounts").join(name).join(PROVIDER_FILE)).ok()?;
         Some(PathBuf::from(text.trim_end_matches('\n')))
@@ -178,29 +178,19 @@ impl StateDir {
 }
 
 impl AccountDir {
-    /// The account's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The account's folder.
-    pub fn path(&self) -> &Path {
-        &self.dir
-    }
-
     /// The stored token, if any. A file that cannot be read as a token is an error, never
     /// silently treated as missing (that would trigger a refresh over a good token).
-    pub fn load_token(&self) -> Result<Option<StoredToken>, Error> {
+    pub(crate) fn load_token(&self) -> Result<Option<StoredToken>, Error> {
         read_json(&self.dir.join("token.json"))
     }
 
     /// Replaces the stored token atomically.
-    pub fn save_token(&self, token: &StoredToken) -> Result<(), Error> {
+    pub(crate) fn save_token(&self, token: &StoredToken) -> Result<(), Error> {
         write_json(&self.dir.join("token.json"), token)
     }
 
     /// Forgets the token (after a logout).
-    pub fn remove_token(&self) -> Result<(), Error> {
+    pub(crate) fn remove_token(&self) -> Result<(), Error> {
         match fs::remove_file(self.dir.join("token.json")) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(Error::io(format!("removing the token of `{}`", self.name), e))
@@ -210,18 +200,18 @@ impl AccountDir {
     }
 
     /// The last outcome (empty when never attempted).
-    pub fn load_status(&self) -> AccountStatus {
+    pub(crate) fn load_status(&self) -> AccountStatus {
         read_json(&self.dir.join("status.json")).ok().flatten().unwrap_or_default()
     }
 
     /// Records the last outcome.
-    pub fn save_status(&self, status: &AccountStatus) -> Result<(), Error> {
+    pub(crate) fn save_status(&self, status: &AccountStatus) -> Result<(), Error> {
         write_json(&self.dir.join("status.json"), status)
     }
 
     /// Notes that the account runs the component at `path`, for commands that name the
     /// account without a config file.
-    pub fn remember_provider(&self, path: &Path) {
+    pub(crate) fn remember_provider(&self, path: &Path) {
         let Ok(abs) = std::path::absolute(path) else { return };
         let file = self.dir.join(PROVIDER_FILE);
         let line = format!("{}\n", abs.display());
@@ -233,7 +223,7 @@ impl AccountDir {
     }
 
     /// The provider's key-value file.
-    pub fn kv_path(&self) -> PathBuf {
+    pub(crate) fn kv_path(&self) -> PathBuf {
         self.dir.join("kv.json")
     }
 
@@ -305,7 +295,7 @@ impl AccountStatus {
 }
 
 /// Account names become folder names: keep them to `[A-Za-z0-9._-]`, not starting with `.`.
-pub fn validate_account_name(name: &str) -> Result<(), Error> {
+pub(crate) fn validate_account_name(name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
@@ -338,7 +328,7 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
 /// Writes `bytes` to `path` so that readers see the old file or the new one, never a part:
 /// a temp file beside it (mode 0600), fsync, rename over, fsync the folder. Temp files that a
 /// killed writer left in the folder are removed first (see [`sweep_stale_temps`]).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     sweep_stale_temps(dir);
@@ -367,7 +357,7 @@ const TEMP_SUFFIX: &str = ".tmp";
 /// leaves the temp file behind, holding a token. Ours are `.<name>.<pid>.<n>.tmp`; one is stale
 /// when its writer is no longer running (known on Linux) or it is older than a minute (no
 /// write takes that long). Others' files and live writers' files are left alone.
-pub fn sweep_stale_temps(dir: &Path) {
+fn sweep_stale_temps(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
@@ -413,7 +403,7 @@ fn private_options() -> OpenOptions {
 }
 
 /// Creates `dir` (and parents) and makes it 0700, tightening it if it was looser.
-pub fn create_private_dir(dir: &Path) -> Result<(), Error> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), Error> {
     fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     #[cfg(unix)]
     {

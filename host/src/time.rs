@@ -42,7 +42,7 @@ pub fn span(secs: i64) -> String {
 
 /// The first moment after `after` at which the local time (UTC + `offset_minutes`) reads
 /// `hour:minute`.
-pub fn next_daily(after: i64, hour: u8, minute: u8, offset_minutes: i16) -> i64 {
+pub(crate) fn next_daily(after: i64, hour: u8, minute: u8, offset_minutes: i16) -> i64 {
     let offset = offset_minutes as i64 * 60;
     let local = after + offset;
     let day_start = local.div_euclid(86_400) * 86_400;

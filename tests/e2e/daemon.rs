@@ -324,5 +324,5 @@ fn a_push_gets_through_a_thousand_idle_connections_and_a_big_body_is_refused_unr
     eprintln!("a push behind 1,000 idle connections answered in {} ms", took.as_millis());
     drop(idle);
     drop(d);
-    w.assert_not_leaked(&[w.secret.clone()], &[pushed]);
+    w.assert_not_leaked(std::slice::from_ref(&w.secret), &[pushed]);
 }

@@ -616,3 +616,23 @@ fn a_writer_killed_mid_write_leaves_no_temp_file_after_the_next_run() {
     assert_eq!(temps(), Vec::<std::path::PathBuf>::new(), "the next run left the killed writer's temp files");
     w.assert_no_secret_leaked();
 }
+
+/// Issue 10: a crash's cause was cut to its first line. The message now names the trap, and
+/// `-v` prints the runtime's whole chain (where in the guest it happened).
+#[test]
+fn a_crash_names_its_trap_and_minus_v_prints_the_whole_cause() {
+    let mut w = World::new("cause");
+    w.set_env("EXAMPLE_MODE", Some("panic"));
+    let plain = w.run(&["run", FIXTURE]);
+    plain.assert_code(6).assert_stderr_has(
+        "provider crashed during refresh: wasm trap: wasm `unreachable` instruction executed",
+    );
+    assert!(!plain.stderr.contains("caused by"), "{}", plain.stderr);
+    let verbose = w.run(&["-v", "run", FIXTURE]);
+    verbose
+        .assert_code(6)
+        .assert_stderr_has("caused by: error while executing at wasm backtrace:")
+        .assert_stderr_has("caused by: wasm trap: wasm `unreachable` instruction executed");
+    assert!(w.broker.state().seen.is_empty(), "the broker was called");
+    w.assert_no_secret_leaked();
+}
