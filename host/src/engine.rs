@@ -76,7 +76,11 @@ impl Host {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        // A component compiles once per machine (then comes from the cache), and providers
+        // spend their time waiting on brokers, not computing: the quickest compile wins.
+        // Measured on 2 cores: a first run 100 -> 85 ms, a warm refresh unchanged.
         config.parallel_compilation(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::None);
         let engine = Engine::new(&config)
             .map_err(|e| Error::fault_from("starting wasmtime failed", &e, str::to_string))?;
         start_ticker(&engine);
