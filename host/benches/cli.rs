@@ -1,6 +1,7 @@
 //! `cargo bench`: the CLI as cron runs it, against the example broker on 127.0.0.1.
-//! Prints wall times (median, p95) and the peak RSS of one process per scenario, and the
-//! sizes of the built components. Figures, not pass/fail: nothing here asserts a time.
+//! Prints wall times (median, p95) and the peak RSS of one process per scenario, the sizes of
+//! the built components, and tokenhost against the upstream wasmtime CLI doing the same work
+//! (run alternately, as ratios of pairs). Figures, not pass/fail: nothing here asserts a time.
 
 use std::path::Path;
 use std::process::Command;
@@ -138,6 +139,100 @@ fn upstox_push(dir: &Path) {
     report("upstox push: POST to stored, 200 answered", &mut pushes);
 }
 
+/// The upstream wasmtime CLI, as the portability tests install it (cached; the first time
+/// builds it, about 9 minutes), or `None` when it cannot be had.
+fn wasmtime_cli() -> Option<std::path::PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/portable/install.sh");
+    let out = Command::new("bash").arg(script).stderr(std::process::Stdio::inherit()).output().ok()?;
+    let path = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last()?.trim());
+    (out.status.success() && path.is_file()).then_some(path)
+}
+
+/// The wall time of one run of `cmd`, which must succeed.
+fn timed(cmd: &mut Command) -> Duration {
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let start = Instant::now();
+    let status = cmd.status().expect("spawn");
+    let wall = start.elapsed();
+    assert!(status.success(), "{cmd:?} failed");
+    wall
+}
+
+/// `pairs` runs of `a` and `b` in turn (after one of each to warm up): each one's median, and
+/// the median (and spread) of the ratios a/b pair by pair, which hold when the machine's speed
+/// drifts.
+fn versus(name: &str, pairs: usize, mut a: impl FnMut() -> Duration, mut b: impl FnMut() -> Duration) {
+    a();
+    b();
+    let (mut ta, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..pairs {
+        let (x, y) = (a(), b());
+        ratios.push(x.as_secs_f64() / y.as_secs_f64());
+        ta.push(x);
+        tb.push(y);
+    }
+    ta.sort();
+    tb.sort();
+    ratios.sort_by(f64::total_cmp);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{name:<60} tokenhost {:>6.2} ms   wasmtime {:>6.2} ms   ratio {:.2}x ({:.2}-{:.2}, n={pairs})",
+        ms(ta[pairs / 2]),
+        ms(tb[pairs / 2]),
+        ratios[pairs / 2],
+        ratios[pairs / 10],
+        ratios[pairs * 9 / 10],
+    );
+}
+
+/// The same component against the same broker under tokenhost and under `wasmtime run`.
+fn versus_wasmtime(dir: &Path, env: &[(String, String)]) {
+    let Some(wasmtime) = wasmtime_cli() else {
+        println!("tokenhost against the wasmtime CLI: skipped (tests/portable/install.sh failed)");
+        return;
+    };
+    let state = dir.join("versus-state");
+    let ours = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(args).env("TOKENHOST_STATE_DIR", &state).envs(env.iter().cloned());
+        c
+    };
+    timed(&mut ours(&["run", FIXTURE]));
+    versus(
+        "token fresh: `run` vs `--invoke 'describe()'`",
+        100,
+        || timed(&mut ours(&["run", FIXTURE])),
+        || {
+            timed(
+                Command::new(&wasmtime).args(["run", "-S", "http", "-S", "config", "-S", "keyvalue"]).args([
+                    "--invoke",
+                    "describe()",
+                    FIXTURE,
+                ]),
+            )
+        },
+    );
+    let var = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let settings = [
+        format!("config-var=api-root={}", var("EXAMPLE_API_ROOT")),
+        format!("config-var=api-key={}", var("EXAMPLE_API_KEY")),
+        format!("config-var=api-secret={}", var("EXAMPLE_API_SECRET")),
+    ];
+    versus(
+        "refresh: `run --force` vs `--invoke 'refresh(none)'`",
+        60,
+        || timed(&mut ours(&["run", "--force", FIXTURE])),
+        || {
+            let mut c = Command::new(&wasmtime);
+            c.args(["run", "-S", "http", "-S", "config", "-S", "keyvalue"]);
+            for s in &settings {
+                c.args(["-S", s]);
+            }
+            timed(c.args(["--invoke", "refresh(none)", FIXTURE]))
+        },
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -175,6 +270,7 @@ fn main() {
         (0..200).map(|_| run_once(&state, &env, &["--config", cfg, "run", "example"])).collect();
     report("run, token fresh (by account name)", &mut by_name);
 
+    versus_wasmtime(&dir, &env);
     let logins = broker.state().logins;
     run_all(&dir);
     upstox_push(&dir);

@@ -1,6 +1,7 @@
 //! The log file, looking after itself: it rotates when it grows past a size or a new (UTC) day
 //! begins, and keeps a bounded number of old files (`tokenhost.log.1` is the newest), so no
-//! logrotate is needed. Mode 0600: it names accounts and hosts, never secrets.
+//! logrotate is needed. Mode 0600: it names accounts and hosts, never secrets. It is opened
+//! (and rotated if due) at the first line written, so a run with nothing to log never touches it.
 
 use serde::Deserialize;
 use std::fs::{File, OpenOptions};
@@ -22,12 +23,17 @@ pub struct LogConfig {
 /// The log file as a writer.
 pub struct LogFile {
     path: PathBuf,
-    file: File,
-    size: u64,
-    day: i64,
+    open: Option<Open>,
     max_bytes: u64,
     keep: u32,
     daily: bool,
+    failed: bool,
+}
+
+struct Open {
+    file: File,
+    size: u64,
+    day: i64,
 }
 
 fn today() -> i64 {
@@ -46,30 +52,41 @@ fn open(path: &Path) -> std::io::Result<File> {
 }
 
 impl LogFile {
-    /// Opens (and if due, first rotates) the log at `path`.
-    pub fn open(path: &Path, config: &LogConfig) -> std::io::Result<LogFile> {
-        let meta = std::fs::metadata(path).ok();
-        let modified_day = meta
-            .as_ref()
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs() as i64 / 86_400);
-        let mut log = LogFile {
+    /// The log at `path`, opened at the first write.
+    pub fn new(path: &Path, config: &LogConfig) -> LogFile {
+        LogFile {
             path: path.to_path_buf(),
-            file: open(path)?,
-            size: meta.map(|m| m.len()).unwrap_or(0),
-            day: modified_day.unwrap_or_else(today),
+            open: None,
             max_bytes: config.max_kib.unwrap_or(5120).max(1) << 10,
             keep: config.keep.unwrap_or(5),
             daily: config.daily.unwrap_or(true),
-        };
-        log.rotate_if_due()?;
-        Ok(log)
+            failed: false,
+        }
+    }
+
+    /// The open file, opened (and rotated first, if due) now if it was not.
+    fn file(&mut self) -> std::io::Result<&mut Open> {
+        if self.open.is_none() {
+            let meta = std::fs::metadata(&self.path).ok();
+            let modified_day = meta
+                .as_ref()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs() as i64 / 86_400);
+            self.open = Some(Open {
+                file: open(&self.path)?,
+                size: meta.map(|m| m.len()).unwrap_or(0),
+                day: modified_day.unwrap_or_else(today),
+            });
+        }
+        self.rotate_if_due()?;
+        self.open.as_mut().ok_or_else(|| std::io::Error::other("the log file is not open"))
     }
 
     fn rotate_if_due(&mut self) -> std::io::Result<()> {
-        let new_day = self.daily && self.day != today() && self.size > 0;
-        if self.size < self.max_bytes && !new_day {
+        let Some(o) = &self.open else { return Ok(()) };
+        let new_day = self.daily && o.day != today() && o.size > 0;
+        if o.size < self.max_bytes && !new_day {
             return Ok(());
         }
         let numbered = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
@@ -82,9 +99,7 @@ impl LogFile {
             }
             std::fs::rename(&self.path, numbered(1))?;
         }
-        self.file = open(&self.path)?;
-        self.size = 0;
-        self.day = today();
+        self.open = Some(Open { file: open(&self.path)?, size: 0, day: today() });
         Ok(())
     }
 }
@@ -92,13 +107,24 @@ impl LogFile {
 impl Write for LogFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         // Rotate between records, never inside one.
-        self.rotate_if_due()?;
-        let n = self.file.write(buf)?;
-        self.size += n as u64;
+        let open = match self.file() {
+            Ok(o) => o,
+            Err(e) => {
+                if !std::mem::replace(&mut self.failed, true) {
+                    eprintln!("warning: cannot write the log file {}: {e}", self.path.display());
+                }
+                return Err(e);
+            }
+        };
+        let n = open.file.write(buf)?;
+        open.size += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
+        match &mut self.open {
+            Some(o) => o.file.flush(),
+            None => Ok(()),
+        }
     }
 }

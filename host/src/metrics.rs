@@ -3,7 +3,7 @@
 //! Written atomically, so the collector never reads half a file. No secret is in it.
 
 use crate::Error;
-use crate::store::{StateDir, write_atomic};
+use crate::store::{StateDir, write_replace};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -55,9 +55,9 @@ pub fn render(state: &StateDir) -> String {
     out
 }
 
-/// Writes [`render`] to `path` atomically.
+/// Writes [`render`] to `path` atomically (not fsynced: the next run writes it again).
 pub fn write(path: &Path, state: &StateDir) -> Result<(), Error> {
-    write_atomic(path, render(state).as_bytes())
+    write_replace(path, render(state).as_bytes())
         .map_err(|e| Error::io(format!("writing the metrics file {}", path.display()), e))?;
     // Mode 0644: a collector running as another user must read it; it holds no secret.
     #[cfg(unix)]

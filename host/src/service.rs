@@ -168,10 +168,9 @@ impl Service {
         match Target::parse(target) {
             Target::Account(name) => planner.plan(&name),
             Target::File(path) => {
-                let bytes = std::fs::read(&path)
-                    .map_err(|e| Error::Config(format!("cannot read provider {}: {e}", path.display())))?;
-                let sha = crate::engine::sha256_hex(&bytes);
-                let name = match crate::engine::cached_info(&self.state.cache_dir(), &sha) {
+                let cache = self.state.cache_dir();
+                let sha = off_thread(|| crate::engine::fingerprint(&cache, &path))?.sha256;
+                let name = match crate::engine::cached_info(&cache, &sha) {
                     Some(info) => info.name,
                     // Loaded as for a run, so the run that follows does not load it again.
                     None => self.describe(&*self.load(&path).await?).await?.name,
@@ -470,7 +469,7 @@ impl Service {
             Ok(()) | Err(Error::Rejected(_)) => {
                 let mut status = dir.load_status();
                 status.logged_out_at = Some(time::now());
-                off_thread(|| dir.save_status(&status))?;
+                off_thread(|| dir.save_logout(&status))?;
                 off_thread(|| dir.remove_token())
             }
             Err(e) => Err(e),
@@ -651,6 +650,23 @@ impl Service {
         {
             tracing::warn!("{e}");
         }
+    }
+}
+
+impl Service {
+    /// Waits for the work that outlives a command: compiled components being written to the
+    /// cache.
+    pub fn settle(&self) {
+        if let Some((host, _)) = self.runtime.get() {
+            host.wait_for_cache();
+        }
+    }
+}
+
+impl Drop for Service {
+    /// A component compiled in this process is in the cache before the process goes on.
+    fn drop(&mut self) {
+        self.settle();
     }
 }
 

@@ -204,8 +204,16 @@ impl AccountDir {
         read_json(&self.dir.join("status.json")).ok().flatten().unwrap_or_default()
     }
 
-    /// Records the last outcome.
+    /// Records the last outcome. Not fsynced: it only informs, and a damaged one reads as
+    /// empty. A logout is the exception (see [`AccountDir::save_logout`]).
     pub(crate) fn save_status(&self, status: &AccountStatus) -> Result<(), Error> {
+        let path = self.dir.join("status.json");
+        write_replace(&path, &json_bytes(status)?)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    }
+
+    /// Records a status that carries a logout durably: replayed pushes are judged by it.
+    pub(crate) fn save_logout(&self, status: &AccountStatus) -> Result<(), Error> {
         write_json(&self.dir.join("status.json"), status)
     }
 
@@ -216,7 +224,7 @@ impl AccountDir {
         let file = self.dir.join(PROVIDER_FILE);
         let line = format!("{}\n", abs.display());
         if fs::read_to_string(&file).ok().as_deref() != Some(line.as_str())
-            && let Err(e) = write_atomic(&file, line.as_bytes())
+            && let Err(e) = write_replace(&file, line.as_bytes())
         {
             tracing::debug!("could not note the provider of `{}`: {e}", self.name);
         }
@@ -320,15 +328,32 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, Error> {
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Config(e.to_string()))?;
-    bytes.push(b'\n');
-    write_atomic(path, &bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    write_atomic(path, &json_bytes(value)?).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
-/// Writes `bytes` to `path` so that readers see the old file or the new one, never a part:
-/// a temp file beside it (mode 0600), fsync, rename over, fsync the folder. Temp files that a
-/// killed writer left in the folder are removed first (see [`sweep_stale_temps`]).
+fn json_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Config(e.to_string()))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// Writes `bytes` to `path` so that readers see the old file or the new one, never a part, and
+/// so that the new one survives a power loss once this returns: a temp file beside it (mode
+/// 0600), fsync, rename over, fsync the folder. For tokens, the provider's own storage and the
+/// sinks other programs read. Temp files that a killed writer left in the folder are removed
+/// first (see [`sweep_stale_temps`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace(path, bytes, true)
+}
+
+/// As [`write_atomic`], without the fsyncs: readers still see the old file or the new one, but
+/// a power loss may leave either (or, on some file systems, an empty file). For what can be
+/// made again or is only informative: the last outcome, caches, the metrics file.
+pub(crate) fn write_replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace(path, bytes, false)
+}
+
+fn replace(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     sweep_stale_temps(dir);
@@ -336,10 +361,12 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let result = (|| {
         let mut f = private_options().write(true).create_new(true).open(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         drop(f);
         fs::rename(&tmp, path)?;
-        if let Ok(d) = File::open(dir) {
+        if durable && let Ok(d) = File::open(dir) {
             // Not every platform can fsync a folder; the rename itself is what matters.
             let _ = d.sync_all();
         }
