@@ -76,7 +76,7 @@ impl Plan {
                 continue;
             }
             let mut names = std::iter::once(&s.name).chain(&s.aliases);
-            if let Some(v) = names.find_map(|n| lookup(&env_var_name(&prefix, n))) {
+            if let Some(v) = names.find_map(|n| lookup(&variable(&prefix, n))) {
                 values.insert(s.name.clone(), Secret::new(v));
             } else if s.required {
                 return Err(Error::Config(format!(
@@ -101,6 +101,14 @@ pub fn env_prefix(configured: Option<&str>, provider: &str) -> String {
 /// `XTS_API_KEY` for prefix `XTS` and key `api-key`.
 pub fn env_var_name(prefix: &str, key: &str) -> String {
     format!("{prefix}_{}", key.to_ascii_uppercase().replace(['-', '.'], "_"))
+}
+
+/// The variable a setting name or alias is read from: a name in capitals (`ANGEL_PIN`, from a
+/// broker's own examples) as it is, any other with the prefix.
+fn variable(prefix: &str, name: &str) -> String {
+    let whole =
+        name.contains('_') && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if whole { name.to_string() } else { env_var_name(prefix, name) }
 }
 
 /// A variable from the environment, else from `dotenv`; empty counts as unset.
@@ -314,6 +322,10 @@ mod tests {
         assert_eq!(env_var_name("XTS", "api-root"), "XTS_API_ROOT");
         assert_eq!(env_prefix(None, "my-broker.v2"), "MY_BROKER_V2");
         assert_eq!(env_prefix(Some("DESK_A"), "xts"), "DESK_A");
+        // Aliases in capitals are whole variable names (a broker SDK's own), others get the prefix.
+        assert_eq!(variable("ANGELONE", "ANGEL_PIN"), "ANGEL_PIN");
+        assert_eq!(variable("XTS", "interactive-api-key"), "XTS_INTERACTIVE_API_KEY");
+        assert_eq!(variable("XTS", "PIN"), "XTS_PIN");
     }
 
     #[test]

@@ -30,7 +30,9 @@ impl Info {
     }
 
     /// Another name for the setting added last, looked up after its own name (for the
-    /// variables of scripts the provider replaces).
+    /// variables of scripts the provider replaces). A name in capitals (`ANGEL_PIN`) is a
+    /// whole environment variable, as brokers' own SDK examples name them; any other is a key
+    /// that gets the account's prefix (`interactive-api-key` -> `XTS_INTERACTIVE_API_KEY`).
     pub fn alias(mut self, alias: &str) -> Info {
         if let Some(last) = self.0.settings.last_mut() {
             last.aliases.push(alias.into());

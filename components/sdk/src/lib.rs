@@ -4,7 +4,8 @@
 //! [`register_provider!`]; it is built with `cargo build --target wasm32-wasip2 --release`
 //! into a component the host loads. It reaches the outside world only through this crate:
 //! [`http`] (to the hosts it declares), [`config`] (its own settings), [`kv`] (its own
-//! storage) and [`jwt`] (reading token claims).
+//! storage); [`jwt`] reads token claims, [`totp`] makes TOTP codes from a seed and [`hash`]
+//! computes the checksums brokers ask for.
 //!
 //! ```ignore
 //! use tokenhost_sdk::{Info, Result, Token, TokenProvider, config, http};
@@ -56,10 +57,13 @@ pub mod bindings {
 }
 
 pub mod config;
+pub mod hash;
 pub mod http;
 mod info;
 pub mod jwt;
 pub mod kv;
+pub mod time;
+pub mod totp;
 
 pub use bindings::exports::tokenhost::provider::provider::{
     ConfigProblem, DailyCutoff, Extra, Interaction, ProviderError, ProviderInfo, Setting, Token,

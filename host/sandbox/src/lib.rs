@@ -4,8 +4,14 @@
 //! own error) and able to inject faults. `tokenhost demo`, the end-to-end tests and the benches
 //! run against them. Not part of tokenhost itself: nothing here is linked into its library.
 
+pub mod angelone;
+pub mod dhan;
 pub mod example;
+pub mod fivepaisa;
+pub mod groww;
+pub mod kotakneo;
 pub mod server;
+pub mod totp;
 pub mod upstox;
 pub mod xts;
 
@@ -57,3 +63,24 @@ pub fn now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+/// `2026-11-23T09:00:00.000` for `unix_secs` at `offset_minutes` east of UTC (no offset shown,
+/// as Indian brokers write their times).
+pub fn local_datetime(unix_secs: i64, offset_minutes: i64) -> String {
+    let t = unix_secs + offset_minutes * 60;
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// Minutes east of UTC of India Standard Time.
+pub const IST_MINUTES: i64 = 330;
