@@ -67,6 +67,19 @@ impl Plan {
     /// The values of the settings `info` declares, and an error naming the first required one
     /// that is missing and where to put it.
     pub fn settings(&self, info: &ProviderInfo) -> Result<BTreeMap<String, Secret>, Error> {
+        let declared: Vec<&str> = info.settings.iter().map(|s| s.name.as_str()).collect();
+        // A key the provider does not declare is a typo (or another provider's): only the config
+        // file is held to this; the environment and `.env` hold much else.
+        if let Some(key) = self.sources.file.keys().find(|k| !declared.contains(&k.as_str())) {
+            let hint = closest(key, &declared).map(|n| format!(" (did you mean `{n}`?)")).unwrap_or_default();
+            return Err(Error::Config(format!(
+                "unknown setting `{key}` for provider {}{hint}, under [accounts.{}.settings] in {}; it takes: {}",
+                info.name,
+                self.account,
+                self.sources.config_file,
+                declared.join(", ")
+            )));
+        }
         let prefix = self.env_prefix(&info.name);
         let lookup = |var: &str| lookup(&self.sources.dotenv, var);
         let mut values = BTreeMap::new();
@@ -91,6 +104,30 @@ impl Plan {
         }
         Ok(values)
     }
+}
+
+/// The declared name closest to `key` by edit distance, when it is close enough to be the one
+/// meant (or contains it, as `api-key` contains `key`).
+fn closest<'a>(key: &str, names: &[&'a str]) -> Option<&'a str> {
+    let (best, distance) = names.iter().map(|n| (*n, edit_distance(key, n))).min_by_key(|(_, d)| *d)?;
+    let near = distance <= 2.max(key.len() / 3);
+    (near || best.contains(key) || key.contains(best)).then_some(best)
+}
+
+/// Levenshtein distance.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// `XTS` for provider `xts`, unless the account configures its own prefix.
@@ -326,6 +363,16 @@ mod tests {
         assert_eq!(variable("ANGELONE", "ANGEL_PIN"), "ANGEL_PIN");
         assert_eq!(variable("XTS", "interactive-api-key"), "XTS_INTERACTIVE_API_KEY");
         assert_eq!(variable("XTS", "PIN"), "XTS_PIN");
+    }
+
+    #[test]
+    fn a_typo_finds_the_setting_meant() {
+        let names = ["api-root", "api-key", "api-secret", "totp-secret"];
+        assert_eq!(closest("key", &names), Some("api-key"));
+        assert_eq!(closest("api-secert", &names), Some("api-secret"));
+        assert_eq!(closest("totp_secret", &names), Some("totp-secret"));
+        assert_eq!(closest("colour", &names), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]

@@ -281,6 +281,7 @@ mod tests {
             user_id: None,
             extras: vec![],
             refreshed_at: 0,
+            refreshed_at_micros: None,
             refresh_ahead_secs: 100,
             component_sha256: None,
         }

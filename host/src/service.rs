@@ -396,7 +396,8 @@ impl Service {
             minute: c.minute,
             utc_offset_minutes: c.utc_offset_minutes,
         });
-        let now = time::now();
+        let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let now = clock.as_secs() as i64;
         let (expires_at, source) =
             policy::resolve_expiry(fresh.expires_at, claims, fresh.issued_at, cutoff, now);
         if expires_at <= now {
@@ -420,6 +421,7 @@ impl Service {
                 .map(|e| StoredExtra { name: e.name, value: Secret::new(e.value), secret: e.secret })
                 .collect(),
             refreshed_at: now,
+            refreshed_at_micros: Some(clock.subsec_micros()),
             refresh_ahead_secs: plan.refresh_ahead.unwrap_or(info.refresh_ahead_secs),
             component_sha256: Some(provider.component_sha256().to_string()),
         };

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Sink {
-    /// `{"token","userID","timestamp","refreshed_at"}`, as `xts_store_token.json` was.
+    /// `{"token","userID","timestamp","refreshed_at"}`, exactly as the old XTS script wrote
+    /// `xts_store_token.json` (local times as strings).
     Json {
         /// The file.
         path: PathBuf,
@@ -80,13 +81,8 @@ impl Sink {
         };
         let bytes = match self {
             Sink::Json { .. } => {
-                let v = serde_json::json!({
-                    "token": token.access_token.expose(),
-                    "userID": token.user_id,
-                    "timestamp": token.refreshed_at,
-                    "refreshed_at": time::iso(token.refreshed_at),
-                });
-                let mut b = serde_json::to_vec_pretty(&v).map_err(|e| Error::Config(e.to_string()))?;
+                let file = OldXtsFile::of(token);
+                let mut b = serde_json::to_vec_pretty(&file).map_err(|e| Error::Config(e.to_string()))?;
                 b.push(b'\n');
                 b
             }
@@ -105,6 +101,34 @@ impl Sink {
         write_atomic(path, &bytes)
             .map_err(|e| Error::io(format!("writing the token to {}", path.display()), e))?;
         Ok(true)
+    }
+}
+
+/// `xts_store_token.json` as the old XTS script wrote it, keys in its order: the token, the user
+/// id, `timestamp` as Python's `datetime.now().isoformat()` (local time, microseconds, no zone)
+/// and `refreshed_at` as `%Y-%m-%d %H:%M:%S` local time. Readers parse these strings.
+#[derive(serde::Serialize)]
+struct OldXtsFile<'a> {
+    token: &'a str,
+    #[serde(rename = "userID")]
+    user_id: Option<&'a str>,
+    timestamp: String,
+    refreshed_at: String,
+}
+
+impl<'a> OldXtsFile<'a> {
+    fn of(token: &'a StoredToken) -> OldXtsFile<'a> {
+        let at = token.refreshed_at;
+        let (date, clock) = time::civil(at, time::local_offset(at));
+        // Python leaves the fraction out when it is zero.
+        let micros =
+            token.refreshed_at_micros.filter(|&m| m > 0).map(|m| format!(".{m:06}")).unwrap_or_default();
+        OldXtsFile {
+            token: token.access_token.expose(),
+            user_id: token.user_id.as_deref(),
+            timestamp: format!("{date}T{clock}{micros}"),
+            refreshed_at: format!("{date} {clock}"),
+        }
     }
 }
 

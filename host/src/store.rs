@@ -53,6 +53,9 @@ pub struct StoredToken {
     pub extras: Vec<StoredExtra>,
     /// When tokenhost stored it.
     pub refreshed_at: i64,
+    /// The microseconds of `refreshed_at` (the old XTS file shows them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refreshed_at_micros: Option<u32>,
     /// Refresh this long before `expires_at`.
     pub refresh_ahead_secs: u32,
     /// SHA-256 of the provider component that produced it.

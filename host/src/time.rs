@@ -1,5 +1,5 @@
-//! Unix time helpers (no time-zone database: the host shows UTC, brokers' cut-offs carry
-//! their own offset).
+//! Unix time helpers. The host shows UTC and brokers' cut-offs carry their own offset; only
+//! the files the old scripts wrote are in the machine's local time ([`local_offset`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,6 +14,45 @@ pub fn iso(ts: i64) -> String {
     let secs = ts.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// The machine's local time zone's offset east of UTC at `ts`, seconds (as the C library
+/// reads `TZ` and `/etc/localtime`; `%LOCALAPPDATA%`'s zone on Windows); 0 when unknown.
+pub fn local_offset(ts: i64) -> i64 {
+    #[cfg(unix)]
+    {
+        let t = ts as libc::time_t;
+        // SAFETY: localtime_r only reads `t` and writes the `tm` we own; it is thread-safe.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+            return 0;
+        }
+        tm.tm_gmtoff
+    }
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::System::Time::{GetTimeZoneInformation, TIME_ZONE_INFORMATION};
+        let _ = ts;
+        // SAFETY: fills the struct we own.
+        let mut tz: TIME_ZONE_INFORMATION = unsafe { std::mem::zeroed() };
+        let kind = unsafe { GetTimeZoneInformation(&mut tz) };
+        // 2 = daylight time in effect now.
+        let bias = tz.Bias + if kind == 2 { tz.DaylightBias } else { tz.StandardBias };
+        -(bias as i64) * 60
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = ts;
+        0
+    }
+}
+
+/// `(YYYY-MM-DD, HH:MM:SS)` of `ts` shifted by `offset` seconds.
+pub fn civil(ts: i64, offset: i64) -> (String, String) {
+    let t = ts + offset;
+    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
+    let secs = t.rem_euclid(86_400);
+    (format!("{y:04}-{m:02}-{d:02}"), format!("{:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60))
 }
 
 /// `in 5h 12m`, `3m ago`.
@@ -75,6 +114,13 @@ mod tests {
     fn formats_utc() {
         assert_eq!(iso(0), "1970-01-01T00:00:00Z");
         assert_eq!(iso(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn civil_time_at_an_offset() {
+        // 2026-11-22T04:30Z is 10:00 in India.
+        assert_eq!(civil(1_795_321_800, 330 * 60), ("2026-11-22".to_string(), "10:00:00".to_string()));
+        assert_eq!(civil(0, -3600), ("1969-12-31".to_string(), "23:00:00".to_string()));
     }
 
     #[test]

@@ -636,3 +636,27 @@ fn a_crash_names_its_trap_and_minus_v_prints_the_whole_cause() {
     assert!(w.broker.state().seen.is_empty(), "the broker was called");
     w.assert_no_secret_leaked();
 }
+
+/// Issue 15: `key = ...` under `[accounts.X.settings]` for a provider that declares `api-key`
+/// only said "missing setting `api-key`", never naming the typo.
+#[test]
+fn an_unknown_setting_in_the_config_file_is_named_with_the_one_meant() {
+    let mut w = World::new("unknown-setting");
+    w.set_env("EXAMPLE_API_KEY", None);
+    w.write(
+        "tokenhost.toml",
+        &format!("[accounts.example]\nprovider = {FIXTURE:?}\n[accounts.example.settings]\nkey = \"some-key\"\n"),
+    );
+    w.run(&["run", "example"]).assert_code(2).assert_stderr_has(
+        "unknown setting `key` for provider example (did you mean `api-key`?), under [accounts.example.settings] in tokenhost.toml",
+    );
+    assert_eq!(w.broker.state().logins, 0);
+    // Unknown names in the environment or .env are simply not settings.
+    w.write("tokenhost.toml", &format!("[accounts.example]\nprovider = {FIXTURE:?}\n"));
+    let key = w.broker.state().key.clone();
+    w.set_env("EXAMPLE_API_KEY", Some(&key));
+    w.set_env("EXAMPLE_KEY", Some("ignored"));
+    w.write(".env", "EXAMPLE_COLOUR=blue\n");
+    w.run(&["run", "example"]).assert_code(0);
+    w.assert_no_secret_leaked();
+}

@@ -88,7 +88,10 @@ fn unattended_login_from_the_old_env_writes_both_tokens_and_the_old_json_file() 
     assert_eq!(mode(&old), 0o600);
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&old).unwrap()).unwrap();
     let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["refreshed_at", "timestamp", "token", "userID"]);
+    assert_eq!(keys.len(), 4, "{json}");
+    for key in ["token", "userID", "timestamp", "refreshed_at"] {
+        assert!(keys.contains(&key), "{key} missing: {json}");
+    }
     assert_eq!(json["token"], token.as_str());
     assert_eq!(json["userID"], "AB1234");
 
@@ -222,4 +225,58 @@ fn run_all_over_fifty_accounts_on_two_roots_with_five_bad_secrets() {
     let mut tokens = x.tokens();
     tokens.extend(second.state().sessions.keys().cloned());
     x.w.assert_not_leaked(&secrets, &tokens);
+}
+
+/// Issue 15: the JSON file carried `timestamp` as an integer and `refreshed_at` in UTC with a
+/// `Z`, so readers of the old script's file (`datetime.fromisoformat(d["timestamp"])`) broke.
+/// Now it is the old script's file to the letter: its key order, local times as strings.
+#[test]
+fn the_old_xts_file_is_written_as_the_old_script_wrote_it() {
+    let mut x = xts_world("xts-oldfile");
+    // A machine in India, as the old script's users' are.
+    x.w.set_env("TZ", Some("Asia/Kolkata"));
+    x.w.run(&["run", XTS, "--sink", "json=xts_store_token.json"]).assert_code(0);
+    let text = std::fs::read_to_string(x.w.dir.join("xts_store_token.json")).unwrap();
+    let at = |key: &str| text.find(&format!("\"{key}\":")).unwrap_or_else(|| panic!("{key}: {text}"));
+    assert!(at("token") < at("userID") && at("userID") < at("timestamp") && at("timestamp") < at("refreshed_at"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let stored: serde_json::Value = serde_json::from_slice(&std::fs::read(x.token_file()).unwrap()).unwrap();
+    assert_eq!(json["token"], stored["access_token"]);
+    assert_eq!(json["userID"], "AB1234");
+    // The stored instant, in IST, as Python's isoformat() and strftime wrote it.
+    let ist = stored["refreshed_at"].as_i64().unwrap() + 19_800;
+    let (days, secs) = (ist.div_euclid(86_400), ist.rem_euclid(86_400));
+    let clock = format!("{:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60);
+    let timestamp = json["timestamp"].as_str().unwrap();
+    let refreshed = json["refreshed_at"].as_str().unwrap();
+    assert!(timestamp.contains(&format!("T{clock}")), "{timestamp} is not {clock} IST");
+    assert!(refreshed.ends_with(&format!(" {clock}")), "{refreshed}");
+    assert_eq!(timestamp[..10], refreshed[..10]);
+    assert_eq!(days, python_days(&refreshed[..10]));
+    // Read the way the old script's readers read it.
+    let reader = "import json, sys, datetime\n\
+        d = json.load(open(sys.argv[1]))\n\
+        t = datetime.datetime.fromisoformat(d['timestamp'])\n\
+        r = datetime.datetime.strptime(d['refreshed_at'], '%Y-%m-%d %H:%M:%S')\n\
+        assert t.tzinfo is None and 0 <= (t - r).total_seconds() < 1, (t, r)\n\
+        print(t.isoformat(), r.isoformat(), d['userID'])\n";
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(reader)
+        .arg(x.w.dir.join("xts_store_token.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).trim_end().ends_with(" AB1234"));
+    x.assert_no_leak();
+}
+
+/// Days since 1970-01-01 of `YYYY-MM-DD`, computed independently of the host's calendar code.
+fn python_days(date: &str) -> i64 {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!("import datetime; print((datetime.date.fromisoformat('{date}') - datetime.date(1970, 1, 1)).days)"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
