@@ -645,7 +645,9 @@ fn an_unknown_setting_in_the_config_file_is_named_with_the_one_meant() {
     w.set_env("EXAMPLE_API_KEY", None);
     w.write(
         "tokenhost.toml",
-        &format!("[accounts.example]\nprovider = {FIXTURE:?}\n[accounts.example.settings]\nkey = \"some-key\"\n"),
+        &format!(
+            "[accounts.example]\nprovider = {FIXTURE:?}\n[accounts.example.settings]\nkey = \"some-key\"\n"
+        ),
     );
     w.run(&["run", "example"]).assert_code(2).assert_stderr_has(
         "unknown setting `key` for provider example (did you mean `api-key`?), under [accounts.example.settings] in tokenhost.toml",

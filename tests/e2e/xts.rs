@@ -238,7 +238,10 @@ fn the_old_xts_file_is_written_as_the_old_script_wrote_it() {
     x.w.run(&["run", XTS, "--sink", "json=xts_store_token.json"]).assert_code(0);
     let text = std::fs::read_to_string(x.w.dir.join("xts_store_token.json")).unwrap();
     let at = |key: &str| text.find(&format!("\"{key}\":")).unwrap_or_else(|| panic!("{key}: {text}"));
-    assert!(at("token") < at("userID") && at("userID") < at("timestamp") && at("timestamp") < at("refreshed_at"), "{text}");
+    assert!(
+        at("token") < at("userID") && at("userID") < at("timestamp") && at("timestamp") < at("refreshed_at"),
+        "{text}"
+    );
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let stored: serde_json::Value = serde_json::from_slice(&std::fs::read(x.token_file()).unwrap()).unwrap();
     assert_eq!(json["token"], stored["access_token"]);
@@ -275,7 +278,9 @@ fn the_old_xts_file_is_written_as_the_old_script_wrote_it() {
 fn python_days(date: &str) -> i64 {
     let out = std::process::Command::new("python3")
         .arg("-c")
-        .arg(format!("import datetime; print((datetime.date.fromisoformat('{date}') - datetime.date(1970, 1, 1)).days)"))
+        .arg(format!(
+            "import datetime; print((datetime.date.fromisoformat('{date}') - datetime.date(1970, 1, 1)).days)"
+        ))
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
