@@ -57,7 +57,7 @@ pub fn jwt_exp(token: &str) -> Option<i64> {
 /// The expiry of a new token and where it came from: the provider's word, else the JWT's
 /// `exp`, else the next daily cut-off, else [`ASSUMED_LIFETIME_SECS`]. A cut-off also caps the
 /// other two, since the broker kills every token then whatever it claims.
-pub(crate) fn resolve_expiry(
+pub fn resolve_expiry(
     provider_expiry: Option<i64>,
     claims: Claims,
     issued_at: Option<i64>,
@@ -126,8 +126,12 @@ fn expires(t: &StoredToken) -> i64 {
 }
 
 /// When `t` becomes due: `refresh_ahead` (else the ahead stored with it) before it expires.
+/// A token got inside that window is due only at its expiry: where a daily cut-off caps every
+/// token at the same time, a new one would die just as soon, and asking again at once would
+/// log in over and over until the cut-off (a TOTP broker locks such an account).
 pub fn refresh_at(t: &StoredToken, refresh_ahead: Option<u32>) -> i64 {
-    expires(t) - refresh_ahead.unwrap_or(t.refresh_ahead_secs) as i64
+    let early = expires(t).saturating_sub(refresh_ahead.unwrap_or(t.refresh_ahead_secs) as i64);
+    if t.refreshed_at >= early { expires(t) } else { early }
 }
 
 /// Exponential backoff with jitter: `first`, doubled after each failure, capped at `max`, each
@@ -295,6 +299,11 @@ mod tests {
         assert_eq!(due(Some(&t), None, 900), Some(Reason::Expiring));
         assert_eq!(due(Some(&t), Some(10), 900), None);
         assert_eq!(due(Some(&t), None, 1000), Some(Reason::Expired));
+        // Got inside its own window (the cut-off capped it): due only when it expires.
+        let late = StoredToken { refreshed_at: 950, ..t.clone() };
+        assert_eq!(refresh_at(&late, None), 1000);
+        assert_eq!(due(Some(&late), None, 960), None);
+        assert_eq!(due(Some(&late), None, 1000), Some(Reason::Expired));
     }
 
     #[test]

@@ -11,5 +11,6 @@ mod kotakneo;
 mod portable;
 mod schedule;
 mod support;
+mod totp_fleet;
 mod upstox;
 mod xts;

@@ -294,3 +294,93 @@ fn every_bundled_provider_imports_only_the_contract() {
     }
     assert!(checked >= 4, "only {checked} components found in {}", dir.display());
 }
+
+/// Issue 13: the TOTP providers, each against its stand-in, under the upstream wasmtime CLI:
+/// the same component logs in with no person there too.
+#[test]
+fn the_totp_providers_log_in_under_wasmtime() {
+    use tokenhost_sandbox::{angelone, dhan, fivepaisa, groww, kotakneo};
+    let wasm =
+        |name: &str| Path::new(FIXTURE).parent().unwrap().join(format!("{name}.wasm")).display().to_string();
+
+    let m = dhan::DhanMock::new();
+    let seed = m.account("1100012345", "P1x9");
+    let s = m.serve();
+    let settings = [
+        ("auth-root", s.url()),
+        ("api-root", s.url()),
+        ("client-id", "1100012345".into()),
+        ("pin", "P1x9".into()),
+        ("totp-secret", seed),
+    ];
+    let issued = || m.state().issued.clone();
+    check_totp_login("dhan", &wasm("dhan"), &settings, issued);
+
+    let m = angelone::AngelOneMock::new();
+    let seed = m.account("A1", "P2x9", "key-2");
+    let s = m.serve();
+    let settings = [
+        ("api-root", s.url()),
+        ("api-key", "key-2".into()),
+        ("client-code", "A1".into()),
+        ("pin", "P2x9".into()),
+        ("totp-secret", seed),
+    ];
+    check_totp_login("angelone", &wasm("angelone"), &settings, || m.state().issued.clone());
+
+    let m = kotakneo::KotakNeoMock::new();
+    let seed = m.account("tok-3", "+919876500001", "U3", "P3x9");
+    let s = m.serve();
+    let settings = [
+        ("login-root", s.url()),
+        ("access-token", "tok-3".into()),
+        ("mobile-number", "+919876500001".into()),
+        ("ucc", "U3".into()),
+        ("mpin", "P3x9".into()),
+        ("totp-secret", seed),
+    ];
+    check_totp_login("kotakneo", &wasm("kotakneo"), &settings, || m.state().issued.clone());
+
+    let m = fivepaisa::FivePaisaMock::new();
+    let seed = m.account("C4", "P4x9");
+    let s = m.serve();
+    let (key, user, enc) = {
+        let st = m.state();
+        (st.user_key.clone(), st.user_id.clone(), st.encryption_key.clone())
+    };
+    let settings = [
+        ("api-root", s.url()),
+        ("user-key", key),
+        ("user-id", user),
+        ("encryption-key", enc),
+        ("client-code", "C4".into()),
+        ("pin", "P4x9".into()),
+        ("totp-secret", seed),
+    ];
+    check_totp_login("fivepaisa", &wasm("fivepaisa"), &settings, || m.state().issued.clone());
+
+    let m = groww::GrowwMock::new();
+    let seed = m.account("G5", "key-5");
+    let s = m.serve();
+    let settings = [("api-root", s.url()), ("api-key", "key-5".into()), ("totp-secret", seed)];
+    check_totp_login("groww", &wasm("groww"), &settings, || m.state().issued.clone());
+}
+
+/// `refresh(none)` of `component` under wasmtime with `settings` gives a token the stand-in
+/// issued; a wrong TOTP seed gives an error variant naming the setting, never a trap.
+fn check_totp_login(
+    name: &str,
+    component: &str,
+    settings: &[(&str, String)],
+    issued: impl Fn() -> Vec<String>,
+) {
+    let pairs: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let wave = under_wasmtime(component, &pairs, &[], "refresh(none)");
+    assert!(wave.starts_with("ok("), "{name}: {wave}");
+    let token = wave_string(&wave, "access-token").unwrap_or_else(|| panic!("{name}: {wave}"));
+    assert!(issued().contains(&token), "{name}: a token the broker did not issue");
+    let bad: Vec<(&str, &str)> =
+        pairs.iter().map(|(k, v)| if *k == "totp-secret" { (*k, "not base32!") } else { (*k, *v) }).collect();
+    let wave = under_wasmtime(component, &bad, &[], "refresh(none)");
+    assert!(wave.starts_with("err(config(") && wave.contains("totp-secret"), "{name}: {wave}");
+}
