@@ -20,6 +20,14 @@ fn main() {
         watch(&components.join(m));
     }
 
+    // Components built already (by the main build, for a second toolchain such as the fuzzers'
+    // nightly): take them as they are instead of building them again.
+    println!("cargo:rerun-if-env-changed=TOKENHOST_PREBUILT_COMPONENTS");
+    if let Some(dir) = std::env::var_os("TOKENHOST_PREBUILT_COMPONENTS").map(PathBuf::from) {
+        emit(&dir, &members);
+        return;
+    }
+
     ensure_target();
 
     let target_dir =
@@ -52,8 +60,12 @@ fn main() {
             );
         }
     }
-    let out = wasm_dir.join(TARGET).join("release");
-    for m in &members {
+    emit(&wasm_dir.join(TARGET).join("release"), &members);
+}
+
+/// Hands the crate the path of each component in `out` as `TOKENHOST_COMPONENT_<NAME>`.
+fn emit(out: &Path, members: &[String]) {
+    for m in members {
         let file = out.join(format!("{}.wasm", m.replace('-', "_")));
         if file.is_file() {
             let var = format!("TOKENHOST_COMPONENT_{}", m.to_ascii_uppercase().replace('-', "_"));

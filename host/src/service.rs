@@ -122,6 +122,9 @@ pub enum Swap {
     Refused(String),
 }
 
+/// The accounts a push listener takes pushes for, by name (replaced when a config reloads).
+pub type PushAccounts = Arc<RwLock<HashMap<String, Plan>>>;
+
 /// The core service.
 pub struct Service {
     state: StateDir,
@@ -498,6 +501,49 @@ impl Service {
         let stored = self.store_new(plan, &dir, &provider, fresh, claims);
         let stored = self.finish(plan, &dir, stored).await?;
         Ok(Outcome::of(plan, Action::Pushed, Some(&stored)))
+    }
+
+    /// The listener's handler of `POST /push/<account>`: an account it was not given is 404, any
+    /// other method 405; the body goes to the account's provider and the token it yields is
+    /// stored if the host's replay policy lets it (200), else 403 (refused), 400 (unreadable) or
+    /// 500. `told` hears every outcome, to print it.
+    pub fn push_handler(
+        self: &Arc<Self>,
+        accounts: PushAccounts,
+        told: impl Fn(&str, &Result<Outcome, Error>) + Send + Sync + 'static,
+    ) -> crate::listener::Handler {
+        let (service, told) = (self.clone(), Arc::new(told));
+        crate::listener::handler(move |req: crate::listener::Request| {
+            let (service, accounts, told) = (service.clone(), accounts.clone(), told.clone());
+            async move {
+                let answer = |status: u16, outcome: &str, detail: &str| {
+                    crate::listener::json(status, &serde_json::json!({ "status": outcome, "detail": detail }))
+                };
+                let name = req.path.strip_prefix("/push/").unwrap_or("");
+                let Some(plan) = accounts.read().ok().and_then(|p| p.get(name).cloned()) else {
+                    return answer(404, "error", "no such account on this webhook");
+                };
+                if req.method != http::Method::POST {
+                    return answer(405, "error", "pushes are POSTed");
+                }
+                let result = service.push(&plan, &req.body).await;
+                told(&plan.account, &result);
+                let response = match &result {
+                    Ok(_) => answer(200, "stored", "token stored"),
+                    Err(e) => {
+                        tracing::warn!(account = %plan.account, "push refused ({}): {e}", e.kind());
+                        let status = match e {
+                            Error::Rejected(_) => 403,
+                            Error::Transient { .. } => 400,
+                            _ => 500,
+                        };
+                        answer(status, "refused", e.kind())
+                    }
+                };
+                service.write_metrics();
+                response
+            }
+        })
     }
 
     /// A browser login's second half: the provider exchanges what the broker sent back, and

@@ -134,20 +134,30 @@ impl Config {
             Some(p) => Some(p),
             None => Some(PathBuf::from(CONFIG_FILE)).filter(|p| p.is_file()),
         };
-        let file = match &path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| Error::Config(format!("cannot read config file {}: {e}", p.display())))?;
-                toml::from_str::<ConfigFile>(&text).map_err(|e| {
-                    Error::Config(format!("config file {}: {}", p.display(), e.to_string().trim()))
-                })?
-            }
-            None => ConfigFile::default(),
+        let text = match &path {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| Error::Config(format!("cannot read config file {}: {e}", p.display())))?,
+            None => String::new(),
         };
+        let dotenv = std::fs::read(".env").map(|b| dotenv_vars(&b)).unwrap_or_default();
+        Config::parse(&text, path, dotenv)
+    }
+
+    /// The configuration `text` says (as read from `path`, which names it in messages), with
+    /// the variables of a `.env` file.
+    pub fn parse(
+        text: &str,
+        path: Option<PathBuf>,
+        dotenv: BTreeMap<String, String>,
+    ) -> Result<Config, Error> {
+        let file = toml::from_str::<ConfigFile>(text).map_err(|e| {
+            let name = path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| CONFIG_FILE.into());
+            Error::Config(format!("config file {name}: {}", e.to_string().trim()))
+        })?;
         for name in file.accounts.keys() {
             crate::store::validate_account_name(name)?;
         }
-        Ok(Config { path, file, dotenv: Arc::new(read_dotenv(Path::new(".env"))) })
+        Ok(Config { path, file, dotenv: Arc::new(dotenv) })
     }
 
     /// A configuration made in code (the demo, tests), with no `.env`.
@@ -176,11 +186,10 @@ impl Config {
     }
 }
 
-fn read_dotenv(path: &Path) -> BTreeMap<String, String> {
-    match dotenvy::from_path_iter(path) {
-        Ok(iter) => iter.flatten().collect(),
-        Err(_) => BTreeMap::new(),
-    }
+/// The variables a `.env` file sets; lines that do not parse are skipped, as the old scripts'
+/// python-dotenv did.
+pub fn dotenv_vars(bytes: &[u8]) -> BTreeMap<String, String> {
+    dotenvy::from_read_iter(bytes).flatten().collect()
 }
 
 #[cfg(test)]

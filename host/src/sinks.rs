@@ -136,18 +136,28 @@ fn is_var_name(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// A line without its `export` keyword (`export  X=1`, as dotenv files may write it), and whether
+/// it had one.
+fn unexported(line: &str) -> (bool, &str) {
+    let line = line.trim_start();
+    match line.strip_prefix("export") {
+        Some(rest) if rest.starts_with([' ', '\t']) => (true, rest.trim_start()),
+        _ => (false, line),
+    }
+}
+
 /// `text` with the assignment of `var` replaced by `var=value` (added at the end when it has
 /// none); comments, order, blank lines and line endings of everything else stay as they were.
-pub(crate) fn set_dotenv_line(text: &str, var: &str, value: &str) -> String {
+pub fn set_dotenv_line(text: &str, var: &str, value: &str) -> String {
     let mut out = String::with_capacity(text.len() + value.len());
     let mut done = false;
     for line in text.split_inclusive('\n') {
         let body = line.trim_end_matches(['\n', '\r']);
         let ending = &line[body.len()..];
-        let assigned = body.trim_start().strip_prefix("export ").unwrap_or(body.trim_start());
+        let (exported, assigned) = unexported(body);
         let is_var = assigned.strip_prefix(var).is_some_and(|rest| rest.trim_start().starts_with('='));
         if is_var && !done {
-            let export = if body.trim_start().starts_with("export ") { "export " } else { "" };
+            let export = if exported { "export " } else { "" };
             out.push_str(&format!("{export}{var}={value}{ending}"));
             done = true;
         } else if !is_var {
@@ -155,10 +165,12 @@ pub(crate) fn set_dotenv_line(text: &str, var: &str, value: &str) -> String {
         }
     }
     if !done {
+        // An appended line ends as the file's lines do (CRLF in a Windows-made file).
+        let ending = if text.contains("\r\n") { "\r\n" } else { "\n" };
         if !out.is_empty() && !out.ends_with('\n') {
-            out.push('\n');
+            out.push_str(ending);
         }
-        out.push_str(&format!("{var}={value}\n"));
+        out.push_str(&format!("{var}={value}{ending}"));
     }
     out
 }
@@ -175,8 +187,12 @@ mod tests {
             "# broker\nUPSTOX_API_KEY=abc\nUPSTOX_ACCESS_TOKEN=new\r\n\nOTHER=1"
         );
         assert_eq!(set_dotenv_line("A=1", "T", "x"), "A=1\nT=x\n");
+        assert_eq!(set_dotenv_line("A=1\r\nB=2", "T", "x"), "A=1\r\nB=2\r\nT=x\r\n");
         assert_eq!(set_dotenv_line("", "T", "x"), "T=x\n");
         assert_eq!(set_dotenv_line("export T = old\nT_OTHER=1\n", "T", "x"), "export T=x\nT_OTHER=1\n");
+        // Found by fuzzing: more than one space after `export`.
+        assert_eq!(set_dotenv_line(" export  X = 1 \nY=2\n", "X", "y"), "export X=y\nY=2\n");
+        assert_eq!(set_dotenv_line("exported=1\n", "X", "y"), "exported=1\nX=y\n");
         // A duplicate assignment would shadow the new value: it goes.
         assert_eq!(set_dotenv_line("T=a\nT=b\n", "T", "x"), "T=x\n");
     }

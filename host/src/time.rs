@@ -8,6 +8,9 @@ pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// 9999-12-31T23:59:59Z: times are clamped to within this many seconds of the epoch.
+pub const LAST_SECOND: i64 = 253_402_300_799;
+
 /// `2026-11-22T09:00:00Z`.
 pub fn iso(ts: i64) -> String {
     let days = ts.div_euclid(86_400);
@@ -49,7 +52,7 @@ pub fn local_offset(ts: i64) -> i64 {
 
 /// `(YYYY-MM-DD, HH:MM:SS)` of `ts` shifted by `offset` seconds.
 pub fn civil(ts: i64, offset: i64) -> (String, String) {
-    let t = ts + offset;
+    let t = ts.saturating_add(offset);
     let (y, m, d) = civil_from_days(t.div_euclid(86_400));
     let secs = t.rem_euclid(86_400);
     (format!("{y:04}-{m:02}-{d:02}"), format!("{:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60))
@@ -57,8 +60,8 @@ pub fn civil(ts: i64, offset: i64) -> (String, String) {
 
 /// `in 5h 12m`, `3m ago`.
 pub fn relative(ts: i64, now: i64) -> String {
-    let d = ts - now;
-    let a = d.abs();
+    let d = ts.saturating_sub(now);
+    let a = d.saturating_abs();
     if a < 1 {
         return "just now".into();
     }
@@ -67,7 +70,7 @@ pub fn relative(ts: i64, now: i64) -> String {
 
 /// `5h 12m`, `5m`, `40s` for a number of seconds.
 pub fn span(secs: i64) -> String {
-    let a = secs.abs();
+    let a = secs.saturating_abs();
     if a >= 86_400 {
         format!("{}d {}h", a / 86_400, a % 86_400 / 3600)
     } else if a >= 3600 {
@@ -81,7 +84,9 @@ pub fn span(secs: i64) -> String {
 
 /// The first moment after `after` at which the local time (UTC + `offset_minutes`) reads
 /// `hour:minute`.
-pub(crate) fn next_daily(after: i64, hour: u8, minute: u8, offset_minutes: i16) -> i64 {
+pub fn next_daily(after: i64, hour: u8, minute: u8, offset_minutes: i16) -> i64 {
+    // Beyond year 9999 nothing is meaningful, and the sums below stay in range.
+    let after = after.clamp(-LAST_SECOND, LAST_SECOND);
     let offset = offset_minutes as i64 * 60;
     let local = after + offset;
     let day_start = local.div_euclid(86_400) * 86_400;

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokenhost::listener::{self, Listener, Request, Response};
+use tokenhost::listener::{self, Listener, Request};
 use tokenhost::plan::{Plan, Planner};
 use tokenhost::policy::DAEMON_BACKOFF;
 use tokenhost::service::{Action, Outcome, Service, Swap, Watched};
@@ -37,7 +37,7 @@ pub struct Options {
 }
 
 /// The accounts being looked after, shared with the push handler.
-type Plans = Arc<RwLock<HashMap<String, Plan>>>;
+type Plans = tokenhost::service::PushAccounts;
 
 /// When an account is next looked at, and how many failed runs in a row it has had.
 #[derive(Default, Clone, Copy)]
@@ -240,44 +240,13 @@ fn prefixed(account: &str, e: Error) -> Error {
 /// `POST /push/<account>`: the body goes to the account's provider, and the token it yields
 /// is stored if the host's replay policy lets it.
 async fn push_listener(addr: &str, service: &Arc<Service>, plans: &Plans) -> Result<Listener, Error> {
-    let (service, plans) = (service.clone(), plans.clone());
-    let handler = listener::handler(move |req: Request| {
-        let (service, plans) = (service.clone(), plans.clone());
-        async move {
-            let name = req.path.strip_prefix("/push/").unwrap_or("");
-            let Some(plan) = plans.read().ok().and_then(|p| p.get(name).cloned()) else {
-                return answer(404, "error", "no such account on this webhook");
-            };
-            if req.method != http::Method::POST {
-                return answer(405, "error", "pushes are POSTed");
-            }
-            let response = match service.push(&plan, &req.body).await {
-                Ok(o) => {
-                    out(&report::line(&o));
-                    answer(200, "stored", "token stored")
-                }
-                Err(e) => {
-                    tracing::warn!(account = %plan.account, "push refused ({}): {e}", e.kind());
-                    out(&format!("{}: push refused ({}): {e}", plan.account, e.kind()));
-                    let status = match &e {
-                        Error::Rejected(_) => 403,
-                        Error::Transient { .. } => 400,
-                        _ => 500,
-                    };
-                    answer(status, "refused", e.kind())
-                }
-            };
-            service.write_metrics();
-            response
-        }
+    let handler = service.push_handler(plans.clone(), |account, result| match result {
+        Ok(o) => out(&report::line(o)),
+        Err(e) => out(&format!("{account}: push refused ({}): {e}", e.kind())),
     });
     Listener::bind(addr, listener::Limits::default(), handler)
         .await
         .map_err(|e| Error::Config(format!("cannot listen for pushes on {addr}: {e}")))
-}
-
-fn answer(status: u16, outcome: &str, detail: &str) -> Response {
-    listener::json(status, &serde_json::json!({ "status": outcome, "detail": detail }))
 }
 
 /// `GET /metrics`: the Prometheus text of every account.
