@@ -15,7 +15,7 @@
 //! - [`provider`] runs one component under limits, with one module per capability under
 //!   `caps` (HTTP, settings, key-value, logs); [`engine`] loads, checks and caches components;
 //! - [`store`] keeps tokens on disk; [`sinks`] copies them where other programs read them;
-//!   [`notify`], [`metrics`] and [`logfile`] tell people; [`listener`] is the one HTTP
+//!   [`notify`], [`metrics`] and [`logfile`] tell people, [`remind`] when a person must log in; [`listener`] is the one HTTP
 //!   listener (pushes, metrics, login callbacks); [`schedule`] writes scheduler entries.
 
 mod bindings;
@@ -30,6 +30,7 @@ pub mod notify;
 pub mod plan;
 pub mod policy;
 pub mod provider;
+pub mod remind;
 pub mod schedule;
 pub mod secret;
 pub mod service;

@@ -96,11 +96,29 @@ impl Notifier {
         result: &Result<StoredToken, Error>,
         kept: Option<&StoredToken>,
     ) {
-        let text = message(account, event, result, kept);
         let outcome = match result {
             Ok(_) => "refreshed",
             Err(e) => e.kind(),
         };
+        let expires_at = result.as_ref().ok().or(kept).and_then(|t| t.expires_at);
+        self.deliver(account, outcome, expires_at, None, &message(account, event, result, kept)).await;
+    }
+
+    /// Reminds people that `account` needs a login today: its token expires at `expires_at`
+    /// (`None`: none stored) or is `dead`; `link` starts the login. Failures are logged.
+    pub async fn remind(&self, account: &str, expires_at: Option<i64>, dead: bool, link: Option<&str>) {
+        let text = reminder(account, expires_at, dead, link, time::now());
+        self.deliver(account, "login-due", expires_at, link, &text).await;
+    }
+
+    async fn deliver(
+        &self,
+        account: &str,
+        outcome: &str,
+        expires_at: Option<i64>,
+        link: Option<&str>,
+        text: &str,
+    ) {
         if let Some((root, token, chat)) = &self.telegram {
             let url = format!("{root}/bot{}/sendMessage", token.expose());
             let body = serde_json::json!({ "chat_id": chat, "text": text, "disable_web_page_preview": true });
@@ -109,17 +127,35 @@ impl Notifier {
             }
         }
         if let Some(url) = &self.webhook {
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "account": account,
                 "outcome": outcome,
-                "expires_at": result.as_ref().ok().or(kept).and_then(|t| t.expires_at),
+                "expires_at": expires_at,
                 "text": text,
             });
+            if let Some(link) = link {
+                body["link"] = link.into();
+            }
             if let Err(e) = post(url.expose(), &body).await {
                 tracing::warn!(account, "the webhook notification was not delivered: {e}");
             }
         }
     }
+}
+
+/// The words of a login reminder.
+pub fn reminder(account: &str, expires_at: Option<i64>, dead: bool, link: Option<&str>, now: i64) -> String {
+    let why = match expires_at {
+        _ if dead => "its token no longer works".to_string(),
+        None => "no token is stored".to_string(),
+        Some(e) if e <= now => format!("its token expired at {}", time::iso(e)),
+        Some(e) => format!("its token expires at {} ({})", time::iso(e), time::relative(e, now)),
+    };
+    let how = match link {
+        Some(l) => format!("Log in here: {l}"),
+        None => format!("Run `tokenhost login {account}`."),
+    };
+    format!("tokenhost: {account} needs a login today: {why}. {how}")
 }
 
 /// The words of a message.

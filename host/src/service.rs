@@ -85,6 +85,9 @@ pub struct StatusRow {
     pub last_error: Option<String>,
     /// Failures since the last success.
     pub consecutive_failures: u32,
+    /// Unix seconds by which a person must log in (now, when no working token is stored), for
+    /// an account whose tokens a person gets.
+    pub login_due_at: Option<i64>,
 }
 
 /// A provider component described, for `inspect`.
@@ -276,7 +279,7 @@ impl Service {
             return Ok(Outcome::of(plan, Action::RefreshedElsewhere, token.as_ref()));
         }
         let result = self.refresh_with_retries(plan, &dir, token.as_ref()).await;
-        let stored = self.finish(plan, &dir, result).await?;
+        let stored = self.finish(plan, &dir, result, Some(false)).await?;
         Ok(Outcome::of(plan, Action::Refreshed(reason), Some(&stored)))
     }
 
@@ -357,14 +360,16 @@ impl Service {
         self.store_new(plan, dir, &provider, fresh, claims)
     }
 
-    /// Records the outcome of getting a new token in the account's status, tells the notifier
-    /// if it is news and, on success, copies the token to the sinks. The caller holds the
-    /// account's lock.
+    /// Records the outcome of getting a new token in the account's status, and whether a
+    /// person gets its tokens (`by_person` logged in, `None`: as before; or the provider asked
+    /// for one); tells the notifier if it is news and, on success, copies the token to the
+    /// sinks. The caller holds the account's lock.
     async fn finish(
         &self,
         plan: &Plan,
         dir: &AccountDir,
         result: Result<StoredToken, Error>,
+        by_person: Option<bool>,
     ) -> Result<StoredToken, Error> {
         let before = dir.load_status();
         let mut status = before.clone();
@@ -372,6 +377,8 @@ impl Service {
             Ok(stored) => status.succeeded(&stored.provider),
             Err(e) => status.failed(None, e),
         }
+        status.person_login =
+            by_person.unwrap_or(before.person_login) || matches!(result, Err(Error::Interaction { .. }));
         off_thread(|| dir.save_status(&status))?;
         let notifier = self.notifier();
         if let Some(event) = notifier.enabled().then(|| notifier.event(&before, &result)).flatten() {
@@ -499,7 +506,7 @@ impl Service {
             return Err(Error::Rejected(why));
         }
         let stored = self.store_new(plan, &dir, &provider, fresh, claims);
-        let stored = self.finish(plan, &dir, stored).await?;
+        let stored = self.finish(plan, &dir, stored, None).await?;
         Ok(Outcome::of(plan, Action::Pushed, Some(&stored)))
     }
 
@@ -563,7 +570,7 @@ impl Service {
             }
             Err(e) => Err(e),
         };
-        let stored = self.finish(plan, &dir, result).await?;
+        let stored = self.finish(plan, &dir, result, Some(true)).await?;
         Ok(Outcome::of(plan, Action::LoggedIn, Some(&stored)))
     }
 
@@ -583,6 +590,39 @@ impl Service {
             ))),
             _ => Ok(token),
         }
+    }
+
+    /// Sends `account`'s login reminder if one is due now (see [`crate::remind`]): the account's
+    /// tokens come from a person, it is inside today's window, not reminded today, and its token
+    /// is missing, dead, or dies before the window closes. Returns whether it went out.
+    pub async fn remind(
+        &self,
+        account: &str,
+        reminders: &crate::remind::Reminders,
+        key: &Secret,
+        now: i64,
+    ) -> Result<bool, Error> {
+        let Some(window) = reminders.window(now) else { return Ok(false) };
+        let dir = self.state.account(account)?;
+        if !dir.load_status().person_login {
+            return Ok(false);
+        }
+        let _lock = dir.lock().await?;
+        let mut status = dir.load_status();
+        if !status.person_login || status.reminded_on.as_deref() == Some(window.day.as_str()) {
+            return Ok(false);
+        }
+        let token = dir.load_token()?;
+        let expires_at = token.as_ref().and_then(|t| t.expires_at);
+        let dead = token.as_ref().is_some_and(|t| status.invalid_token_of == Some(t.refreshed_at));
+        if !crate::remind::Reminders::needs_login(&window, expires_at, dead) {
+            return Ok(false);
+        }
+        let link = reminders.link(key, account, &window.day);
+        self.notifier().remind(account, expires_at, dead, link.as_deref()).await;
+        status.reminded_on = Some(window.day);
+        off_thread(|| dir.save_status(&status))?;
+        Ok(true)
     }
 
     /// The status rows of `account`, or of every account known to the state directory or
@@ -612,6 +652,11 @@ impl Service {
                     (Some(_), Some(_)) => "expired",
                 };
                 let t = token.as_ref();
+                let dead = t.is_some_and(|t| status.invalid_token_of == Some(t.refreshed_at));
+                let login_due_at = status.person_login.then(|| match t.and_then(|t| t.expires_at) {
+                    Some(e) if !dead => e,
+                    _ => now,
+                });
                 Ok(StatusRow {
                     account: name.clone(),
                     provider: t.map(|t| t.provider.clone()).or(status.provider.clone()),
@@ -625,6 +670,7 @@ impl Service {
                     last_attempt: status.last_attempt,
                     last_error: status.last_error,
                     consecutive_failures: status.consecutive_failures,
+                    login_due_at,
                 })
             })
             .collect()

@@ -36,6 +36,8 @@ pub struct ConfigFile {
     /// `[webhook]`: where `serve-webhook` listens for brokers' pushes.
     #[serde(default)]
     pub webhook: WebhookConfig,
+    /// `[remind]`: when the daemon reminds people to log in where a broker needs one daily.
+    pub remind: Option<crate::remind::RemindConfig>,
 }
 
 /// `[metrics]`.

@@ -97,6 +97,12 @@ pub(crate) struct AccountStatus {
     /// When the token was last revoked with `logout`: tokens issued before are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logged_out_at: Option<i64>,
+    /// A person gets this account's tokens (a browser login, or the broker asked for one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub person_login: bool,
+    /// The day (`YYYY-MM-DD`) a login reminder last went out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reminded_on: Option<String>,
 }
 
 /// Where an account notes the component it last ran from.

@@ -37,7 +37,7 @@ fn token(w: &World, account: &str) -> Option<serde_json::Value> {
 }
 
 #[track_caller]
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let until = Instant::now() + limit;
     while !ok() {
         assert!(Instant::now() < until, "timed out waiting for {what}");
@@ -45,17 +45,17 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     out: PathBuf,
 }
 
 impl Daemon {
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         std::fs::read_to_string(&self.out).unwrap_or_default()
     }
 
-    fn signal(&self, sig: i32) {
+    pub(crate) fn signal(&self, sig: i32) {
         #[cfg(unix)]
         // SAFETY: sends a signal to our own child process.
         unsafe {
@@ -201,7 +201,7 @@ fn push_body(key: &str) -> (String, Vec<u8>) {
 
 /// Starts `tokenhost ARGS` in the background, its stdout in a file; returns it once it has
 /// printed its first line.
-fn spawn(w: &World, args: &[&str]) -> (Daemon, String) {
+pub(crate) fn spawn(w: &World, args: &[&str]) -> (Daemon, String) {
     let out = w.dir.join(format!("{}.out", args[0]));
     let child = w
         .command(args)

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
+use tokenhost_sandbox::browser::{Browser, Page, Step};
 use tokenhost_sandbox::{ExampleBroker, Server};
 
 /// The test provider component (`components/fixture`).
@@ -99,6 +100,61 @@ impl World {
         p
     }
 
+    /// Adds `text` (a page tokenhost showed a browser) to what the leak scans read.
+    pub fn note_shown(&self, text: &str) {
+        self.printed.lock().unwrap().push(text.to_string());
+    }
+
+    /// `tokenhost ARGS` (a `login ... --no-browser`), with `browser` as the person's: it opens
+    /// the address tokenhost prints and goes through the broker's login page (a stand-in's
+    /// logs in at once). `at_callback` gets the step that would reach tokenhost's `redirect`
+    /// URI and says which step to make instead (`None`: none, as if the tab were closed). The
+    /// page tokenhost answers the callback with is added to what the leak scans read.
+    pub fn browser_login(
+        &self,
+        args: &[&str],
+        browser: &Browser,
+        redirect: &str,
+        at_callback: impl FnOnce(Step) -> Option<Step>,
+    ) -> BrowserLogin {
+        use std::io::{BufRead, BufReader, Read};
+        let mut child = self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut err_text = String::new();
+        let mut shown = None;
+        loop {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            err_text.push_str(&line);
+            if line.trim_start().starts_with("http") {
+                shown = Some(line.trim().to_string());
+                break;
+            }
+        }
+        let (mut page, mut callback) = (None, None);
+        if let Some(url) = &shown {
+            // The pages before the callback are the broker's (which may carry its session key
+            // by design); only tokenhost's answer goes to the leak scans.
+            let (last, step) = browser.follow(url, |s| s.url.starts_with(redirect));
+            page = Some(last);
+            if let Some(step) = step {
+                callback = Some(step.clone());
+                if let Some(step) = at_callback(step) {
+                    let answer = browser.request(&step);
+                    self.note_shown(&answer.body);
+                    page = Some(answer);
+                }
+            }
+        }
+        stderr.read_to_string(&mut err_text).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let out = Output { status: out.status, stdout: out.stdout, stderr: err_text.into_bytes() };
+        self.record(args, &out);
+        BrowserLogin { out: Out::from(out), shown, page, callback }
+    }
+
     /// Fails if the API secret appears in anything printed or in any file of the state
     /// directory, or if a token the broker issued appears in anything printed or logged.
     pub fn assert_no_secret_leaked(&self) {
@@ -144,6 +200,47 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         if p.is_dir() { out.extend(files_under(&p)) } else { out.push(p) }
     }
     out
+}
+
+/// How a [`World::browser_login`] went.
+pub struct BrowserLogin {
+    pub out: Out,
+    /// The address tokenhost showed.
+    pub shown: Option<String>,
+    /// The last page the browser got (tokenhost's answer to the callback, when one was made).
+    pub page: Option<Page>,
+    /// The step that would have reached tokenhost, as the broker sent it.
+    pub callback: Option<Step>,
+}
+
+impl BrowserLogin {
+    /// tokenhost refused the callback (`page`, else the login's last page, is 400 "Login
+    /// refused") and the CLI, given no login, gave up with exit 5.
+    #[track_caller]
+    pub fn assert_refused(&self, page: Option<&Page>) {
+        self.out.assert_code(5).assert_stderr_has("no login arrived within");
+        assert_page(page.or(self.page.as_ref()), 400, "Login refused");
+    }
+
+    /// The exchange failed: the browser got 400 "Login failed", the CLI `code` and `said`.
+    #[track_caller]
+    pub fn assert_failed(&self, code: i32, said: &str) {
+        self.out.assert_code(code).assert_stderr_has(said);
+        assert_page(self.page.as_ref(), 400, "Login failed");
+    }
+}
+
+#[track_caller]
+fn assert_page(page: Option<&Page>, status: u16, text: &str) {
+    let page = page.expect("the browser got a page");
+    assert_eq!(page.status, status, "{}", page.body);
+    assert!(page.body.contains(text), "{}", page.body);
+}
+
+/// A loopback redirect URI on a free port, as a user registers for a browser login.
+pub fn loopback_redirect() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!("http://127.0.0.1:{port}/callback")
 }
 
 /// A finished command.

@@ -34,8 +34,7 @@ fn upstox_world(name: &str) -> Up {
     for var in ["EXAMPLE_API_ROOT", "EXAMPLE_API_KEY", "EXAMPLE_API_SECRET"] {
         w.set_env(var, None);
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let redirect = format!("http://127.0.0.1:{port}/callback");
+    let redirect = loopback_redirect();
     let secret = format!("UpSecret-{}", nonce());
     let mock = UpstoxMock::new(KEY, &secret, &redirect);
     let server = mock.serve();

@@ -23,7 +23,7 @@
 //! JWT and refresh token (mock's choice). JWTs live `jwt_life` seconds (28 h by default, the
 //! long end of Angel's "24-28 hours").
 
-use crate::totp::{Account, Fault, common_fault};
+use crate::totp::{Account, Fault};
 use crate::{Request, Response, Server, fake_jwt, nonce};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -171,20 +171,16 @@ impl AngelOneMock {
             let s = &mut *self.state();
             crate::note_and_take(&mut s.seen, &mut s.faults, req)
         };
-        match fault {
-            Some(Fault::ServerError) => {
+        crate::totp::answer(
+            fault,
+            || {
                 let body = json!({"status": false, "message": "Something Went Wrong, Please Try After Sometime",
                     "errorcode": "AB1004", "data": null});
-                return Response::json(500, &body);
-            }
-            Some(Fault::RateLimited) => {
-                return Response::raw(403, "text/plain", "Access denied because of exceeding access rate");
-            }
-            Some(Fault::Slow(d)) => return self.route(req).after(d),
-            Some(f) => return common_fault(f).unwrap_or_else(|| self.route(req)),
-            None => {}
-        }
-        self.route(req)
+                Response::json(500, &body)
+            },
+            || Response::raw(403, "text/plain", "Access denied because of exceeding access rate"),
+            || self.route(req),
+        )
     }
 
     fn route(&self, req: &Request) -> Response {

@@ -6,7 +6,7 @@
 //! documented: this stand-in answers DH-901 with a message naming the TOTP or the PIN. HTTP
 //! statuses of the errors and the not-found/wrong-method answers are this mock's own choice.
 
-use crate::totp::{Account, Fault, common_fault};
+use crate::totp::{Account, Fault};
 use crate::{Request, Response, Server, fake_jwt, nonce};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -71,18 +71,12 @@ impl DhanMock {
             let s = &mut *self.state();
             crate::note_and_take(&mut s.seen, &mut s.faults, req)
         };
-        match fault {
-            Some(Fault::ServerError) => {
-                return error(500, "Internal_Server_Error", "DH-908", "Internal server error");
-            }
-            Some(Fault::RateLimited) => {
-                return error(429, "Rate_Limit", "DH-904", "Too many requests, please retry later");
-            }
-            Some(Fault::Slow(d)) => return self.route(req).after(d),
-            Some(f) => return common_fault(f).unwrap_or_else(|| self.route(req)),
-            None => {}
-        }
-        self.route(req)
+        crate::totp::answer(
+            fault,
+            || error(500, "Internal_Server_Error", "DH-908", "Internal server error"),
+            || error(429, "Rate_Limit", "DH-904", "Too many requests, please retry later"),
+            || self.route(req),
+        )
     }
 
     fn route(&self, req: &Request) -> Response {

@@ -19,7 +19,7 @@
 //! HTTP 500 with Status -1, HTTP 429 with a "try after sometime" message (mock's statuses);
 //! `unable` answers HTTP 200 with Status -1.
 
-use crate::totp::{Account, Fault, common_fault};
+use crate::totp::{Account, Fault};
 use crate::{Request, Response, Server, fake_jwt, nonce};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -153,18 +153,12 @@ impl FivePaisaMock {
             }
             crate::note_and_take(&mut s.seen, &mut s.faults, req)
         };
-        match fault {
-            Some(Fault::ServerError) => {
-                return answer(500, -1, "Server unable to process request", Value::Null);
-            }
-            Some(Fault::RateLimited) => {
-                return answer(429, -1, "Too many requests, please try after sometime", Value::Null);
-            }
-            Some(Fault::Slow(d)) => return self.route(req).after(d),
-            Some(f) => return common_fault(f).unwrap_or_else(|| self.route(req)),
-            None => {}
-        }
-        self.route(req)
+        crate::totp::answer(
+            fault,
+            || answer(500, -1, "Server unable to process request", Value::Null),
+            || answer(429, -1, "Too many requests, please try after sometime", Value::Null),
+            || self.route(req),
+        )
     }
 
     fn route(&self, req: &Request) -> Response {

@@ -17,7 +17,7 @@
 //! web UI lists several), and the tokens are JWTs whose `sub` is a JSON string, as Groww's keys
 //! carry (its fields are this mock's).
 
-use crate::totp::{Account, Fault, common_fault};
+use crate::totp::{Account, Fault};
 use crate::{IST_MINUTES, Request, Response, Server, fake_jwt, nonce};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -25,10 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The next 06:00 IST strictly after `t` (an independent statement of Groww's rule).
 pub fn next_0600_ist(t: i64) -> i64 {
-    let ist = IST_MINUTES * 60;
-    let local = t + ist;
-    let today = local.div_euclid(86_400) * 86_400 + 6 * 3600;
-    (if local < today { today } else { today + 86_400 }) - ist
+    crate::next_ist(t, 6, 0)
 }
 
 /// How the login answer writes `expiry`.
@@ -120,16 +117,12 @@ impl GrowwMock {
             let s = &mut *self.state();
             crate::note_and_take(&mut s.seen, &mut s.faults, req)
         };
-        match fault {
-            Some(Fault::ServerError) => return failure(500, "GA000", "Internal error occurred"),
-            Some(Fault::RateLimited) => {
-                return failure(429, "GA003", "Too many requests: rate limit exceeded (mock's message)");
-            }
-            Some(Fault::Slow(d)) => return self.route(req).after(d),
-            Some(f) => return common_fault(f).unwrap_or_else(|| self.route(req)),
-            None => {}
-        }
-        self.route(req)
+        crate::totp::answer(
+            fault,
+            || failure(500, "GA000", "Internal error occurred"),
+            || failure(429, "GA003", "Too many requests: rate limit exceeded (mock's message)"),
+            || self.route(req),
+        )
     }
 
     fn route(&self, req: &Request) -> Response {

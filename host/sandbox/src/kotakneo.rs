@@ -27,7 +27,7 @@
 //! as Kotak's FAQ says. Trade JWTs say they last 24 h (mock's choice); the provider's cut-off
 //! ends them earlier.
 
-use crate::totp::{Account, Fault, common_fault};
+use crate::totp::{Account, Fault};
 use crate::{Request, Response, Server, fake_jwt, nonce};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -145,14 +145,12 @@ impl KotakNeoMock {
             let s = &mut *self.state();
             crate::note_and_take(&mut s.seen, &mut s.faults, req)
         };
-        match fault {
-            Some(Fault::ServerError) => return error(500, "Unexpected error"),
-            Some(Fault::RateLimited) => return error(429, "Too many requests to the API"),
-            Some(Fault::Slow(d)) => return self.route(req).after(d),
-            Some(f) => return common_fault(f).unwrap_or_else(|| self.route(req)),
-            None => {}
-        }
-        self.route(req)
+        crate::totp::answer(
+            fault,
+            || error(500, "Unexpected error"),
+            || error(429, "Too many requests to the API"),
+            || self.route(req),
+        )
     }
 
     fn route(&self, req: &Request) -> Response {

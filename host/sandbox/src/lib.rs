@@ -4,19 +4,31 @@
 //! own error) and able to inject faults. `tokenhost demo`, the end-to-end tests and the benches
 //! run against them. Not part of tokenhost itself: nothing here is linked into its library.
 
+pub mod aliceblue;
 pub mod angelone;
+pub mod breeze;
+pub mod browser;
 pub mod dhan;
 pub mod example;
 pub mod fivepaisa;
+pub mod fyers;
 pub mod groww;
 pub mod kotakneo;
 pub mod server;
+pub mod shoonya;
 pub mod totp;
 pub mod upstox;
 pub mod xts;
+pub mod zerodha;
 
 pub use example::{BrokerState, ExampleBroker, Fault};
-pub use server::{Request, Response, Server, http};
+pub use server::{Request, Response, Server, http, request};
+
+/// Lower-case hex SHA-256 of `data`: the brokers' checksums.
+pub fn sha256_hex(data: impl AsRef<[u8]>) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Notes `req` in `seen` and takes the next injected fault, if any: the start of every
 /// sandbox broker's answer.
@@ -84,3 +96,27 @@ pub fn local_datetime(unix_secs: i64, offset_minutes: i64) -> String {
 
 /// Minutes east of UTC of India Standard Time.
 pub const IST_MINUTES: i64 = 330;
+
+/// The next `hour:minute` IST strictly after `t`: the brokers' daily rules, stated here
+/// independently of the host's own code.
+pub fn next_ist(t: i64, hour: i64, minute: i64) -> i64 {
+    let ist = IST_MINUTES * 60;
+    let local = t + ist;
+    let today = local.div_euclid(86_400) * 86_400 + hour * 3600 + minute * 60;
+    (if local < today { today } else { today + 86_400 }) - ist
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sha256_known_digests() {
+        assert_eq!(
+            super::sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            super::sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

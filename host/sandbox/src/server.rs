@@ -306,17 +306,30 @@ pub fn percent_decode(s: &str) -> String {
 /// A minimal plain-HTTP client (a browser following one link, a broker POSTing a webhook):
 /// status, headers (lower-case names) and body; status 0 when nothing could be read.
 pub fn http(method: &str, url: &str, body: &[u8]) -> (u16, BTreeMap<String, String>, String) {
+    let (status, headers, body) = request(method, url, &[("Content-Type", "application/json")], body);
+    (status, headers.into_iter().collect(), body)
+}
+
+/// One plain-HTTP request with `headers`: status, every header line (lower-case names, in
+/// order, repeated ones kept) and body; status 0 when nothing could be read.
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, String) {
     use std::io::Read;
-    let failed = || (0, BTreeMap::new(), String::new());
+    let failed = || (0, Vec::new(), String::new());
     let Some(rest) = url.strip_prefix("http://") else { return failed() };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
     let Ok(mut conn) = std::net::TcpStream::connect(authority) else { return failed() };
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
     if conn.write_all(head.as_bytes()).is_err() {
         return failed();
     }

@@ -83,15 +83,24 @@ pub enum Fault {
     Garbage,
 }
 
-/// The answer for the faults every TOTP broker's stand-in gives the same way; `None` for the
-/// ones it answers in its own envelope (and for `Slow`, which the caller applies).
-pub fn common_fault(fault: Fault) -> Option<crate::Response> {
+/// A stand-in's answer to a request, given the fault injected for it, if any: a 5xx or a rate
+/// limit in the broker's own envelope (`server_error`, `rate_limited`), the normal answer
+/// (`route`) late, a hang-up, or HTML where JSON belongs; else the normal answer.
+pub fn answer(
+    fault: Option<Fault>,
+    server_error: impl FnOnce() -> crate::Response,
+    rate_limited: impl FnOnce() -> crate::Response,
+    route: impl FnOnce() -> crate::Response,
+) -> crate::Response {
     match fault {
-        Fault::HangUp => Some(crate::Response::hang_up()),
-        Fault::Garbage => {
-            Some(crate::Response::raw(200, "text/html", "<html><body>Service Temporarily Down</body></html>"))
+        None => route(),
+        Some(Fault::ServerError) => server_error(),
+        Some(Fault::RateLimited) => rate_limited(),
+        Some(Fault::Slow(d)) => route().after(d),
+        Some(Fault::HangUp) => crate::Response::hang_up(),
+        Some(Fault::Garbage) => {
+            crate::Response::raw(200, "text/html", "<html><body>Service Temporarily Down</body></html>")
         }
-        _ => None,
     }
 }
 

@@ -15,9 +15,7 @@ pub const IST: i64 = 330 * 60;
 
 /// The next 03:30 IST strictly after `t` (an independent statement of the broker's rule).
 pub fn next_0330_ist(t: i64) -> i64 {
-    let local = t + IST;
-    let today = local.div_euclid(86_400) * 86_400 + 3 * 3600 + 1800;
-    (if local < today { today } else { today + 86_400 }) - IST
+    crate::next_ist(t, 3, 30)
 }
 
 /// An answer to give instead of the normal one.

@@ -1,6 +1,10 @@
 //! `tokenhost daemon`: one long-running process that refreshes each account ahead of its
-//! expiry (no cron needed), receives the brokers' pushes, serves metrics, and hot-swaps
-//! provider components; and `serve-webhook`, which only receives pushes.
+//! expiry (no cron needed), receives the brokers' pushes, serves metrics, hot-swaps provider
+//! components, and reminds people to log in where a broker needs one daily; and
+//! `serve-webhook`, which only receives pushes.
+//!
+//! Its listener serves the pushes (`/push/ACCOUNT`), the login links its reminders send
+//! (`/login/ACCOUNT?d=DAY&k=KEY`, which start a browser login) and those logins' answers.
 //!
 //! The loop is a `select!` over signals, finished refreshes and a tick. Each refresh is its
 //! own task and each push is answered on its connection's task, so an account whose broker
@@ -10,12 +14,16 @@
 
 use crate::report::{self, out};
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
-use tokenhost::listener::{self, Listener, Request};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+use tokenhost::listener::{self, Listener, Request, Response};
+use tokenhost::login::{Logins, html};
 use tokenhost::plan::{Plan, Planner};
 use tokenhost::policy::DAEMON_BACKOFF;
+use tokenhost::remind::Reminders;
+use tokenhost::secret::Secret;
 use tokenhost::service::{Action, Outcome, Service, Swap, Watched};
 use tokenhost::{Error, ExitCode, time};
 
@@ -24,6 +32,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8977";
 
 /// Longest wait between two looks at an account (a `check` elsewhere may mark its token dead).
 const MAX_SLEEP_SECS: i64 = 60;
+
+/// How often the accounts are looked at for login reminders, inside a reminder window.
+const REMIND_EVERY: Duration = Duration::from_secs(30);
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -59,10 +70,12 @@ pub async fn run(
     let mut watched: HashMap<PathBuf, Watched> = HashMap::new();
     watch_new(&service, &list, &mut watched).await?;
     let plans: Plans = Arc::new(RwLock::new(list.into_iter().map(|p| (p.account.clone(), p)).collect()));
+    let links = Arc::new(Links::default());
     let pushes = match &opts.listen {
-        Some(addr) => Some(push_listener(addr, &service, &plans).await?),
+        Some(addr) => Some(daemon_listener(addr, &service, &plans, &links).await?),
         None => None,
     };
+    links.configure(&service, &planner)?;
     let metrics = match &opts.metrics_listen {
         Some(addr) => Some(metrics_listener(addr, &service).await?),
         None => None,
@@ -80,6 +93,8 @@ pub async fn run(
     let mut refreshes: tokio::task::JoinSet<(String, Result<Outcome, Error>)> = tokio::task::JoinSet::new();
     let mut tick = tokio::time::interval(opts.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reminding: Option<tokio::task::JoinHandle<()>> = None;
+    let mut reminded_at: Option<Instant> = None;
     loop {
         tokio::select! {
             biased;
@@ -96,6 +111,10 @@ pub async fn run(
                             if let Ok(mut p) = plans.write() {
                                 *p = list.into_iter().map(|p| (p.account.clone(), p)).collect();
                             }
+                            if let Err(e) = links.configure(&service, &new) {
+                                out(&format!("daemon: [remind] refused, reminders keep their old settings: {e}"));
+                            }
+                            reminded_at = None;
                             planner = new;
                             out(&format!("daemon: config reloaded, {} account(s)", names(&plans).len()));
                         }
@@ -119,6 +138,10 @@ pub async fn run(
                     }
                     Err(e) => {
                         out(&report::failure(&name, &e));
+                        if matches!(e, Error::Interaction { .. }) {
+                            // A person is needed: a reminder may be due now, not in 30 s.
+                            reminded_at = None;
+                        }
                         // The run retried already; wait longer after each failed run.
                         let failures = d.failures + 1;
                         Due { at: now + DAEMON_BACKOFF.next(failures).as_secs() as i64, failures }
@@ -149,6 +172,15 @@ pub async fn run(
                     }
                 }
                 let now = time::now();
+                if let Some((reminders, key)) = links.reminders()
+                    && reminders.window(now).is_some()
+                    && reminded_at.is_none_or(|t| t.elapsed() >= REMIND_EVERY)
+                    && reminding.as_ref().is_none_or(|t| t.is_finished())
+                {
+                    reminded_at = Some(Instant::now());
+                    let accounts: Vec<String> = current.iter().map(|p| p.account.clone()).collect();
+                    reminding = Some(tokio::spawn(remind(service.clone(), accounts, reminders, key)));
+                }
                 for plan in current {
                     if running.contains(&plan.account) || now < due.get(&plan.account).map_or(0, |d| d.at) {
                         continue;
@@ -163,6 +195,9 @@ pub async fn run(
     // Let the refreshes and pushes in flight finish, so a signal never cuts a write short.
     while tokio::time::timeout(Duration::from_secs(60), refreshes.join_next()).await.ok().flatten().is_some()
     {
+    }
+    if let Some(r) = reminding {
+        let _ = tokio::time::timeout(Duration::from_secs(60), r).await;
     }
     if let Some(l) = pushes {
         l.shutdown(Duration::from_secs(60)).await;
@@ -240,13 +275,134 @@ fn prefixed(account: &str, e: Error) -> Error {
 /// `POST /push/<account>`: the body goes to the account's provider, and the token it yields
 /// is stored if the host's replay policy lets it.
 async fn push_listener(addr: &str, service: &Arc<Service>, plans: &Plans) -> Result<Listener, Error> {
-    let handler = service.push_handler(plans.clone(), |account, result| match result {
-        Ok(o) => out(&report::line(o)),
-        Err(e) => out(&format!("{account}: push refused ({}): {e}", e.kind())),
-    });
-    Listener::bind(addr, listener::Limits::default(), handler)
+    Listener::bind(addr, listener::Limits::default(), push_handler(service, plans))
         .await
         .map_err(|e| Error::Config(format!("cannot listen for pushes on {addr}: {e}")))
+}
+
+fn push_handler(service: &Arc<Service>, plans: &Plans) -> listener::Handler {
+    service.push_handler(plans.clone(), |account, result| match result {
+        Ok(o) => out(&report::line(o)),
+        Err(e) => out(&format!("{account}: push refused ({}): {e}", e.kind())),
+    })
+}
+
+/// Sends the login reminders due now, one account after another.
+async fn remind(service: Arc<Service>, accounts: Vec<String>, reminders: Arc<Reminders>, key: Secret) {
+    for account in accounts {
+        match service.remind(&account, &reminders, &key, time::now()).await {
+            Ok(true) => out(&format!("{account}: login reminder sent")),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(account = %account, "login reminder not sent: {e}"),
+        }
+    }
+}
+
+/// The daemon's logins: the reminders (with the key of their links) and the logins started
+/// from those links.
+#[derive(Default)]
+struct Links {
+    logins: Arc<Logins>,
+    reminders: RwLock<Option<(Arc<Reminders>, Secret)>>,
+    /// Where the daemon's listener listens.
+    own: OnceLock<SocketAddr>,
+}
+
+impl Links {
+    /// Takes `[remind]` from the planner's config (none: no reminders, no links).
+    fn configure(&self, service: &Service, planner: &Planner) -> Result<(), Error> {
+        let new = match &planner.config().file.remind {
+            Some(config) => {
+                let own = self.own.get().map(|a| a.to_string());
+                let reminders = Reminders::new(config, own.as_deref())?;
+                let key = match self.reminders() {
+                    Some((_, key)) => key,
+                    None => tokenhost::remind::link_key(service.state().path())?,
+                };
+                Some((Arc::new(reminders), key))
+            }
+            None => None,
+        };
+        if let Ok(mut r) = self.reminders.write() {
+            *r = new;
+        }
+        Ok(())
+    }
+
+    fn reminders(&self) -> Option<(Arc<Reminders>, Secret)> {
+        self.reminders.read().ok().and_then(|r| r.clone())
+    }
+
+    /// `GET /login/ACCOUNT?d=DAY&k=KEY`: a valid link starts a browser login and sends the
+    /// browser on to it.
+    async fn start(&self, service: &Arc<Service>, plans: &Plans, account: &str, req: &Request) -> Response {
+        let plan = plans.read().ok().and_then(|p| p.get(account).cloned());
+        let (Some(plan), Some((reminders, key)), Some(own)) = (plan, self.reminders(), self.own.get()) else {
+            return html(404, "Not found", "No login link is served for this account here.");
+        };
+        let (day, k) = (req.param("d").unwrap_or(""), req.param("k").unwrap_or(""));
+        let Some(base) =
+            reminders.link_base().filter(|_| reminders.link_valid(&key, account, day, k, time::now()))
+        else {
+            tracing::warn!(account, "login: a login link that is not valid (any more) was refused");
+            return html(
+                403,
+                "Link not valid",
+                "This login link is not valid (any more): links work on the day of their reminder. \
+                 Run `tokenhost login` on the machine, or wait for the next reminder.",
+            );
+        };
+        match self.logins.begin_served(service, &plan, base, *own).await {
+            Ok((shown, finished)) => {
+                out(&format!("{account}: login started from a reminder link"));
+                let account = account.to_string();
+                tokio::spawn(async move {
+                    match finished.await {
+                        Ok(Ok(o)) => out(&report::line(&o)),
+                        Ok(Err(e)) => out(&report::failure(&account, &e)),
+                        Err(_) => {}
+                    }
+                });
+                let mut page = html(302, "Logging in", "Going on to the login page...");
+                if let Ok(v) = http::HeaderValue::from_str(&shown) {
+                    page.headers_mut().insert(http::header::LOCATION, v);
+                }
+                page
+            }
+            Err(e) => html(500, "Login not started", &format!("The login could not start: {e}")),
+        }
+    }
+}
+
+/// The daemon's listener: pushes, login links, and the answers of the logins they start.
+async fn daemon_listener(
+    addr: &str,
+    service: &Arc<Service>,
+    plans: &Plans,
+    links: &Arc<Links>,
+) -> Result<Listener, Error> {
+    let push = push_handler(service, plans);
+    let shared = (service.clone(), plans.clone(), links.clone());
+    let handler = listener::handler(move |req: Request| {
+        let (service, plans, links) = shared.clone();
+        let push = push.clone();
+        async move {
+            if let Some(account) = req.path.strip_prefix("/login/") {
+                return links.start(&service, &plans, account, &req).await;
+            }
+            if !req.path.starts_with("/push/")
+                && let Some(page) = links.logins.answer(&service, req.clone()).await
+            {
+                return page;
+            }
+            push(req).await
+        }
+    });
+    let listener = Listener::bind(addr, listener::Limits::default(), handler)
+        .await
+        .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
+    let _ = links.own.set(listener.addr());
+    Ok(listener)
 }
 
 /// `GET /metrics`: the Prometheus text of every account.

@@ -80,8 +80,12 @@ pub fn status_table(rows: &[StatusRow]) -> String {
         return "no accounts yet: `tokenhost run provider.wasm` stores the first token".into();
     }
     let now = time::now();
-    let mut table =
-        vec![["ACCOUNT", "PROVIDER", "STATE", "EXPIRES", "LAST OUTCOME"].map(String::from).to_vec()];
+    // Accounts whose tokens a person gets say when the next login is due.
+    let logins = rows.iter().any(|r| r.login_due_at.is_some());
+    let mut head = vec!["ACCOUNT", "PROVIDER", "STATE", "EXPIRES"];
+    head.extend(logins.then_some("LOGIN DUE"));
+    head.push("LAST OUTCOME");
+    let mut table = vec![head.into_iter().map(String::from).collect::<Vec<_>>()];
     for r in rows {
         let expires = r
             .expires_at
@@ -91,13 +95,17 @@ pub fn status_table(rows: &[StatusRow]) -> String {
             (Some(o), Some(at)) => format!("{o} {}", time::relative(at, now)),
             _ => "-".into(),
         };
-        table.push(vec![
-            r.account.clone(),
-            r.provider.clone().unwrap_or("-".into()),
-            r.state.into(),
-            expires,
-            last,
-        ]);
+        let mut row =
+            vec![r.account.clone(), r.provider.clone().unwrap_or("-".into()), r.state.into(), expires];
+        if logins {
+            row.push(match r.login_due_at {
+                Some(at) if at <= now => "now".into(),
+                Some(at) => time::relative(at, now),
+                None => "-".into(),
+            });
+        }
+        row.push(last);
+        table.push(row);
     }
     columns(&table)
 }
