@@ -3,9 +3,9 @@
 //! to the login), the session token kept until midnight IST, the signed check that shows a
 //! wrong secret, forged, replayed, reused and expired answers, and broker faults.
 //!
-//! The session keys travel in ICICI's own page (its self-posting form), which the browser
-//! helper adds to the general leak scan; so they are scanned here, apart, in everything the CLI
-//! printed, every page tokenhost answered and every file of the state directory.
+//! The session keys travel in ICICI's own page (its self-posting form) by design; they are
+//! scanned here, apart, in everything the CLI printed, every page tokenhost answered and every
+//! file of the state directory.
 
 use crate::support::*;
 use std::cell::RefCell;

@@ -1,13 +1,17 @@
 //! Login reminders: the daemon tells people once, in the configured window, that an account
 //! whose broker needs a person has a token that dies before the trading day ends, with a link
 //! its own listener serves; the link logs in from a phone's browser. Driven with the Upstox
-//! provider and its strict stand-in.
+//! provider (its broker sends `state` back to the daemon's own listener) and the Breeze one (no
+//! `state`, a form POST to a loopback redirect on another port, which the daemon listens on for
+//! the login's length).
 
+use crate::breeze::BREEZE;
 use crate::daemon::{spawn, wait_for};
 use crate::support::*;
 use crate::upstox::UPSTOX;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokenhost_sandbox::breeze::BreezeMock;
 use tokenhost_sandbox::browser::{Browser, Step};
 use tokenhost_sandbox::upstox::UpstoxMock;
 use tokenhost_sandbox::{Response, Server, nonce};
@@ -38,10 +42,18 @@ fn webhook() -> (Server, Arc<Mutex<Vec<serde_json::Value>>>) {
 }
 
 fn config(hook: &str, at: &str, until: &str) -> String {
+    config_of("up", "upstox", hook, at, until)
+}
+
+fn config_of(account: &str, provider: &str, hook: &str, at: &str, until: &str) -> String {
     format!(
-        "[accounts.up]\nprovider = \"upstox.wasm\"\n\n[notify]\nwebhook_url = \"{hook}/hook\"\n\n\
+        "[accounts.{account}]\nprovider = \"{provider}.wasm\"\n\n[notify]\nwebhook_url = \"{hook}/hook\"\n\n\
          [remind]\nat = \"{at}\"\nuntil = \"{until}\"\nweekdays_only = false\n"
     )
+}
+
+fn reminders(got: &Mutex<Vec<serde_json::Value>>) -> Vec<serde_json::Value> {
+    got.lock().unwrap().iter().filter(|v| v["outcome"] == "login-due").cloned().collect()
 }
 
 #[cfg(unix)]
@@ -70,9 +82,6 @@ fn a_reminder_goes_out_once_in_its_window_and_its_link_logs_in_from_a_phone() {
         d.output().contains("up: failed (interaction-required)")
     });
     std::thread::sleep(Duration::from_millis(1500));
-    let reminders = |got: &Mutex<Vec<serde_json::Value>>| {
-        got.lock().unwrap().iter().filter(|v| v["outcome"] == "login-due").cloned().collect::<Vec<_>>()
-    };
     assert!(reminders(&got).is_empty(), "a reminder outside its window: {:?}", got.lock().unwrap());
 
     // The window is open now (it opened a minute ago): one reminder, at once.
@@ -135,5 +144,64 @@ fn a_reminder_goes_out_once_in_its_window_and_its_link_logs_in_from_a_phone() {
     w.note_shown(&printed);
     w.note_shown(&std::fs::read_to_string(w.dir.join("daemon.out")).unwrap_or_default());
     w.note_shown(&std::fs::read_to_string(w.dir.join("daemon.err")).unwrap_or_default());
+    w.assert_not_leaked(&[secret], &issued);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_reminder_link_logs_in_where_the_broker_posts_a_form_back_to_another_port() {
+    let mut w = World::new("remind-breeze");
+    for var in ["EXAMPLE_API_ROOT", "EXAMPLE_API_KEY", "EXAMPLE_API_SECRET"] {
+        w.set_env(var, None);
+    }
+    let redirect = loopback_redirect();
+    let secret = format!("S{}", &nonce()[..12]);
+    let mock = BreezeMock::new("bz-app-key", &secret, &redirect);
+    let broker = mock.serve();
+    w.set_env("BREEZE_API_ROOT", Some(&broker.url()));
+    w.write(
+        ".env",
+        &format!("BREEZE_API_KEY=bz-app-key\nBREEZE_API_SECRET={secret}\nBREEZE_REDIRECT_URI={redirect}\n"),
+    );
+    std::fs::copy(BREEZE, w.dir.join("breeze.wasm")).unwrap();
+    let (hook, got) = webhook();
+    w.write("tokenhost.toml", &config_of("desk", "breeze", &hook.url(), &ist_clock(-1), &ist_clock(120)));
+    // The daemon listens on one port; the redirect registered at ICICI is another.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (d, _) = spawn(&w, &["daemon", "--tick-ms", "100", "--listen", &listen]);
+    wait_for("the reminder", Duration::from_secs(30), || !reminders(&got).is_empty());
+    let sent = reminders(&got).remove(0);
+    assert_eq!(sent["account"], "desk");
+    let link = sent["link"].as_str().unwrap().to_string();
+
+    // A browser that did not open the link (no cookie of its start page) cannot plant a
+    // session key, even with a key ICICI issued.
+    let phone = Browser::new();
+    let (_, callback) = phone.follow(&link, |s| s.url.starts_with(&redirect));
+    let callback = callback.expect("ICICI posts the session key back to the redirect URI");
+    assert_eq!(callback.method, "POST");
+    let stranger = Browser::new();
+    let refused = stranger.request(&callback);
+    w.note_shown(&refused.body);
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("Login refused"), "{}", refused.body);
+    // The phone that opened the link is taken, once.
+    let page = phone.request(&callback);
+    w.note_shown(&page.body);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("You can close this tab"), "{}", page.body);
+    wait_for("the login", Duration::from_secs(30), || d.output().contains("desk: logged in"));
+    let again = phone.request(&callback);
+    assert!(again.status == 400 || again.status == 0, "{} {}", again.status, again.body);
+    w.note_shown(&again.body);
+    assert!(w.account_dir("desk").join("token.json").is_file());
+
+    drop(d);
+    let said = got.lock().unwrap().iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n");
+    w.note_shown(&said);
+    w.note_shown(&std::fs::read_to_string(w.dir.join("daemon.out")).unwrap_or_default());
+    w.note_shown(&std::fs::read_to_string(w.dir.join("daemon.err")).unwrap_or_default());
+    let mut issued = mock.state().issued.clone();
+    issued.extend(callback.form.iter().map(|(_, v)| v.clone()));
     w.assert_not_leaked(&[secret], &issued);
 }
