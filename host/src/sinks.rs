@@ -141,7 +141,10 @@ fn is_var_name(s: &str) -> bool {
 fn unexported(line: &str) -> (bool, &str) {
     let line = line.trim_start();
     match line.strip_prefix("export") {
-        Some(rest) if rest.starts_with([' ', '\t']) => (true, rest.trim_start()),
+        // `export = 1` assigns a variable named `export`, as dotenv readers see it.
+        Some(rest) if rest.starts_with([' ', '\t']) && !rest.trim_start().starts_with('=') => {
+            (true, rest.trim_start())
+        }
         _ => (false, line),
     }
 }
@@ -193,6 +196,8 @@ mod tests {
         // Found by fuzzing: more than one space after `export`.
         assert_eq!(set_dotenv_line(" export  X = 1 \nY=2\n", "X", "y"), "export X=y\nY=2\n");
         assert_eq!(set_dotenv_line("exported=1\n", "X", "y"), "exported=1\nX=y\n");
+        // Found by fuzzing: a variable named `export`, written with a space before `=`.
+        assert_eq!(set_dotenv_line("export=1\n export = 2\n", "export", "y"), "export=y\n");
         // A duplicate assignment would shadow the new value: it goes.
         assert_eq!(set_dotenv_line("T=a\nT=b\n", "T", "x"), "T=x\n");
     }
