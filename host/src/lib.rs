@@ -14,14 +14,16 @@
 //! - [`policy`]: the rules (expiry, when a refresh is due, backoff, replayed pushes, hot swaps);
 //! - [`provider`] runs one component under limits, with one module per capability under
 //!   `caps` (HTTP, settings, key-value, logs); [`engine`] loads, checks and caches components;
-//! - [`store`] keeps tokens on disk; [`sinks`] copies them where other programs read them;
+//! - [`store`] keeps tokens on disk, [`fleet`] in a store shared by several hosts; [`sinks`] copies them where other programs read them;
 //!   [`notify`], [`metrics`] and [`logfile`] tell people, [`remind`] when a person must log in; [`listener`] is the one HTTP
 //!   listener (pushes, metrics, login callbacks); [`schedule`] writes scheduler entries.
 
+mod accounts;
 mod bindings;
 mod caps;
 pub mod engine;
 mod error;
+pub mod fleet;
 pub mod listener;
 pub mod logfile;
 pub mod login;
@@ -38,5 +40,6 @@ pub mod settings;
 pub mod sinks;
 pub mod store;
 pub mod time;
+mod winfs;
 
 pub use error::{Cause, Error, ExitCode};

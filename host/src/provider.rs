@@ -10,7 +10,6 @@ use crate::caps::{self, Violations};
 use crate::engine::{API_VERSION, Host, Loaded};
 use crate::secret::Secret;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
@@ -57,8 +56,8 @@ pub(crate) struct Grants {
     pub allow_hosts: Option<Vec<String>>,
     /// Allow plain `http://` beyond loopback.
     pub allow_plain_http: bool,
-    /// The account's key-value file.
-    pub kv_path: PathBuf,
+    /// Where the account's key-value data lives.
+    pub kv: crate::caps::keyvalue::KvBacking,
     /// Limits.
     pub limits: Limits,
 }
@@ -70,7 +69,7 @@ impl Grants {
             account: "inspect".into(),
             allow_hosts: Some(Vec::new()),
             allow_plain_http: false,
-            kv_path: std::env::temp_dir().join("tokenhost-inspect-unused"),
+            kv: crate::caps::keyvalue::KvBacking::Loaded(Default::default()),
             limits: Limits::default(),
         }
     }
@@ -226,7 +225,7 @@ impl Provider {
                 violations: violations.clone(),
             },
             settings: Settings::new(&grants.account, violations.clone()),
-            kv: KvStore::new(grants.kv_path.clone()),
+            kv: KvStore::new(grants.kv.clone()),
             memory: MemoryCap { cap: limits.memory_bytes, hit: false },
             deadline: Instant::now() + limits.call_timeout,
         };
@@ -298,6 +297,11 @@ impl Provider {
     /// SHA-256 of the component this provider runs.
     pub fn component_sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// The changes the provider made to its storage since the last call of this.
+    pub(crate) fn take_kv_changes(&mut self) -> Vec<crate::fleet::KvChange> {
+        self.store.data_mut().kv.take_changes()
     }
 
     /// Masks these values too in everything relayed from the guest.

@@ -1,7 +1,12 @@
-//! `tokenhost schedule print|install|remove --target cron|schtasks|systemd`: exactly one
+//! `tokenhost schedule print|install|remove --target cron|schtasks|systemd|launchd`: exactly one
 //! scheduler entry that runs this binary, with absolute paths and the state directory and config
 //! passed explicitly, from the directory it was set up in (where `.env` is), its output going to
 //! the log. Installing twice leaves one entry; `remove` takes it away.
+//!
+//! Task Scheduler gets its task as XML in UTF-16LE with a byte-order mark, the encoding the
+//! file's declaration names (it refuses a UTF-8 file that says UTF-16); its command lines are
+//! quoted by the rules Windows programs split them with. launchd gets a LaunchAgent property
+//! list in `~/Library/LaunchAgents`.
 
 use crate::Error;
 use std::io::Write;
@@ -17,7 +22,15 @@ pub enum Scheduler {
     Schtasks,
     /// A `.service` and `.timer` pair in the systemd user unit folder.
     Systemd,
+    /// A macOS LaunchAgent (`~/Library/LaunchAgents/tokenhost.plist`).
+    Launchd,
 }
+
+/// The Task Scheduler task and the launchd label: one per user.
+pub const NAME: &str = "tokenhost";
+
+/// The longest `/TR` value `schtasks /Create` takes; a longer command needs the XML.
+const SCHTASKS_TR_MAX: usize = 261;
 
 /// When the job runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +85,71 @@ pub fn parse_every(s: &str) -> Result<u32, String> {
 /// `'path'` for a POSIX shell.
 fn sh(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+/// One argument in double quotes for a Windows command line, so that the C runtime's rules
+/// (which Rust's std and `CommandLineToArgvW` follow) split it back unchanged: a quote is
+/// escaped with a backslash, and backslashes are doubled where they precede a quote (a path
+/// ending in `\` included). Always quoted, so `cmd.exe` leaves `&`, `|`, `<` and `>` alone
+/// in a command line of its own ([`cmd_line`] for one inside another).
+pub fn windows_arg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    let mut backslashes = 0;
+    for c in s.chars() {
+        match c {
+            '\\' => backslashes += 1,
+            '"' => {
+                out.extend(std::iter::repeat_n('\\', backslashes * 2 + 1));
+                out.push('"');
+                backslashes = 0;
+            }
+            _ => {
+                out.extend(std::iter::repeat_n('\\', backslashes));
+                out.push(c);
+                backslashes = 0;
+            }
+        }
+    }
+    out.extend(std::iter::repeat_n('\\', backslashes * 2));
+    out.push('"');
+    out
+}
+
+/// `line` as typed at a `cmd.exe` prompt, so that the program gets it unchanged. cmd.exe has its
+/// own quoting, before any program's: every `"` toggles it (it knows no `\"`), and outside it
+/// `&`, `|`, `<`, `>` and `^` are its own. Those get a `^`, which cmd.exe removes, wherever
+/// cmd.exe's count of quotes puts them outside: a nested command line (`/TR "\"C:\a & b\" ..."`)
+/// has its quotes escaped for the program, which cmd.exe does not see. (`%NAME%` of a defined
+/// variable is expanded at a prompt even in quotes, and has no escape there.)
+pub fn cmd_line(line: &str) -> String {
+    let mut out = String::with_capacity(line.len() + 8);
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '&' | '|' | '<' | '>' | '^' if !quoted => out.push('^'),
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A program path for the start of a Windows command line: in quotes (no escapes apply there,
+/// and a file name cannot hold a quote).
+fn windows_program(p: &Path) -> String {
+    format!("\"{}\"", p.display())
+}
+
+/// Text for an XML element or attribute.
+fn xml_text(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// `text` as UTF-16LE with a byte-order mark: how Task Scheduler reads and writes task XML.
+pub fn utf16le_with_bom(text: &str) -> Vec<u8> {
+    std::iter::once(0xFEFF).chain(text.encode_utf16()).flat_map(u16::to_le_bytes).collect()
 }
 
 impl Job {
@@ -156,22 +234,24 @@ impl Job {
         (service, timer)
     }
 
-    /// The `schtasks /Create` command line (for one daily or weekday time, or a repetition),
-    /// and the task XML, which holds any number of triggers.
+    /// The arguments after the program on a Windows command line, each quoted.
+    pub fn windows_arguments(&self) -> String {
+        self.args().iter().map(|a| windows_arg(a)).collect::<Vec<_>>().join(" ")
+    }
+
+    /// The `schtasks /Create` command line for `cmd.exe` (for one daily or weekday time, or a
+    /// repetition), and the task XML, which holds any number of triggers.
     pub fn schtasks(&self) -> (String, String) {
-        let win_q = |s: &str| format!("\"{}\"", s.replace('"', "\\\""));
-        let args = self.args().iter().map(|a| win_q(a)).collect::<Vec<_>>().join(" ");
-        let tr = format!("{} {args}", win_q(&self.exe.display().to_string()));
+        let args = self.windows_arguments();
+        let tr = format!("{} {args}", windows_program(&self.exe));
         let days = if self.weekdays { "/SC WEEKLY /D MON,TUE,WED,THU,FRI" } else { "/SC DAILY" };
         let schedule = match &self.when {
             When::At(at) => format!("{days} /ST {:02}:{:02}", at[0].0, at[0].1),
             When::Every { minutes } if *minutes < 60 => format!("/SC MINUTE /MO {minutes}"),
             When::Every { minutes } => format!("/SC HOURLY /MO {}", minutes / 60),
         };
-        let command = format!("schtasks /Create /F /TN tokenhost /TR {} {schedule}", win_q(&tr));
-        let x = |s: &str| {
-            s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-        };
+        let command =
+            cmd_line(&format!("schtasks /Create /F /TN {NAME} /TR {} {schedule}", windows_arg(&tr)));
         let by_day = if self.weekdays {
             "<ScheduleByWeek><WeeksInterval>1</WeeksInterval><DaysOfWeek><Monday /><Tuesday />\
              <Wednesday /><Thursday /><Friday /></DaysOfWeek></ScheduleByWeek>"
@@ -193,20 +273,85 @@ impl Job {
                  <Interval>PT{minutes}M</Interval><Duration>P1D</Duration></Repetition>{by_day}</CalendarTrigger>\n"
             ),
         };
+        // No principal: the task runs as the person who registers it, while logged on (no
+        // stored password). On battery too: a laptop's token expires all the same.
         let xml = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-16\"?>\n\
              <Task version=\"1.2\" xmlns=\"http://schemas.microsoft.com/windows/2004/02/mit/task\">\n  \
-             <RegistrationInfo><Description>tokenhost: refresh broker API tokens</Description></RegistrationInfo>\n  \
+             <RegistrationInfo><Description>{}</Description></RegistrationInfo>\n  \
              <Triggers>\n{triggers}  </Triggers>\n  \
-             <Settings><StartWhenAvailable>true</StartWhenAvailable><MultipleInstancesPolicy>IgnoreNew</MultipleInstancesPolicy>\
-             <RunOnlyIfNetworkAvailable>true</RunOnlyIfNetworkAvailable></Settings>\n  \
-             <Actions Context=\"Author\"><Exec><Command>{}</Command><Arguments>{}</Arguments>\
+             <Settings><MultipleInstancesPolicy>IgnoreNew</MultipleInstancesPolicy>\
+             <DisallowStartIfOnBatteries>false</DisallowStartIfOnBatteries>\
+             <StopIfGoingOnBatteries>false</StopIfGoingOnBatteries><StartWhenAvailable>true</StartWhenAvailable>\
+             <RunOnlyIfNetworkAvailable>true</RunOnlyIfNetworkAvailable>\
+             <ExecutionTimeLimit>PT1H</ExecutionTimeLimit></Settings>\n  \
+             <Actions><Exec><Command>{}</Command><Arguments>{}</Arguments>\
              <WorkingDirectory>{}</WorkingDirectory></Exec></Actions>\n</Task>\n",
-            x(&self.exe.display().to_string()),
-            x(&args),
-            x(&self.dir.display().to_string())
+            xml_text(&format!("tokenhost: refresh broker API tokens (state: {})", self.state.display())),
+            xml_text(&windows_program(&self.exe)),
+            xml_text(&args),
+            xml_text(&self.dir.display().to_string())
         );
         (command, xml)
+    }
+
+    /// The launchd LaunchAgent: the program and its arguments, the folder it starts in, the
+    /// log, and a calendar entry per time and weekday (`--at`), or an interval (`--every`;
+    /// with `--weekdays`, calendar entries instead, since an interval cannot skip weekends).
+    pub fn launchd(&self) -> String {
+        let string = |s: &str| format!("<string>{}</string>", xml_text(s));
+        let program: String = std::iter::once(self.exe.display().to_string())
+            .chain(self.args())
+            .map(|a| format!("\t\t{}\n", string(&a)))
+            .collect();
+        let days: Vec<Option<u8>> = if self.weekdays { (1..=5).map(Some).collect() } else { vec![None] };
+        let times: Vec<(Option<u8>, u8)> = match &self.when {
+            When::At(at) => at.iter().map(|(h, m)| (Some(*h), *m)).collect(),
+            When::Every { minutes } if *minutes < 60 => {
+                (0..60).step_by(*minutes as usize).map(|m| (None, m as u8)).collect()
+            }
+            When::Every { minutes } => {
+                (0..24).step_by(*minutes as usize / 60).map(|h| (Some(h as u8), 0)).collect()
+            }
+        };
+        let when = match &self.when {
+            When::Every { minutes } if !self.weekdays => {
+                format!("\t<key>StartInterval</key>\n\t<integer>{}</integer>\n", minutes * 60)
+            }
+            _ => {
+                let mut entries = String::new();
+                for day in &days {
+                    for (hour, minute) in &times {
+                        entries.push_str("\t\t<dict>");
+                        if let Some(h) = hour {
+                            entries.push_str(&format!("<key>Hour</key><integer>{h}</integer>"));
+                        }
+                        entries.push_str(&format!("<key>Minute</key><integer>{minute}</integer>"));
+                        if let Some(d) = day {
+                            entries.push_str(&format!("<key>Weekday</key><integer>{d}</integer>"));
+                        }
+                        entries.push_str("</dict>\n");
+                    }
+                }
+                format!("\t<key>StartCalendarInterval</key>\n\t<array>\n{entries}\t</array>\n")
+            }
+        };
+        let log = self.log().display().to_string();
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+             <!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
+             <plist version=\"1.0\">\n<dict>\n\
+             \t<key>Label</key>\n\t{}\n\
+             \t<key>ProgramArguments</key>\n\t<array>\n{program}\t</array>\n\
+             \t<key>WorkingDirectory</key>\n\t{}\n\
+             \t<key>StandardOutPath</key>\n\t{}\n\
+             \t<key>StandardErrorPath</key>\n\t{}\n\
+             {when}</dict>\n</plist>\n",
+            string(NAME),
+            string(&self.dir.display().to_string()),
+            string(&log),
+            string(&log),
+        )
     }
 }
 
@@ -217,6 +362,13 @@ fn unit_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".config"));
     config.join("systemd/user")
+}
+
+/// Where the LaunchAgent goes.
+fn launch_agent() -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+        .join("Library/LaunchAgents")
+        .join(format!("{NAME}.plist"))
 }
 
 /// What `print` shows.
@@ -234,12 +386,57 @@ pub fn print(job: &Job, target: Scheduler) -> String {
         }
         Scheduler::Schtasks => {
             let (command, xml) = job.schtasks();
+            let tr = format!("{} {}", windows_program(&job.exe), job.windows_arguments());
+            let warning = if tr.chars().count() > SCHTASKS_TR_MAX {
+                format!(
+                    "REM this command is {} characters, over the {SCHTASKS_TR_MAX} schtasks /TR takes: use the XML\n",
+                    tr.chars().count()
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "REM one trigger, from a command line:\n{command}\n\nREM every trigger: save what follows as \
-                 tokenhost.xml, then: schtasks /Create /F /TN tokenhost /XML tokenhost.xml\n{xml}"
+                "REM one trigger, from a command line (cmd.exe):\n{warning}{command}\n\n\
+                 REM every trigger: write the task XML as Task Scheduler reads it (UTF-16) with\n\
+                 REM   tokenhost schedule print --target schtasks ... --xml tokenhost.xml\n\
+                 REM then: schtasks /Create /F /TN {NAME} /XML tokenhost.xml\n{xml}"
             )
         }
+        Scheduler::Launchd => job.launchd().replacen(
+            "<plist version",
+            &format!(
+                "<!-- {}: `install --target launchd` puts it there; `--xml FILE` writes it to a file -->\n<plist version",
+                launch_agent().display()
+            ),
+            1,
+        ),
     }
+}
+
+/// `print --xml FILE`: writes the task XML (UTF-16LE with a byte-order mark) or the
+/// LaunchAgent (UTF-8) to `file`; returns what to tell the person.
+pub fn write_file(job: &Job, target: Scheduler, file: &Path) -> Result<String, Error> {
+    let (bytes, next) = match target {
+        Scheduler::Schtasks => (
+            utf16le_with_bom(&job.schtasks().1),
+            format!("schtasks /Create /F /TN {NAME} /XML {}", windows_arg(&file.display().to_string())),
+        ),
+        Scheduler::Launchd => (
+            job.launchd().into_bytes(),
+            format!(
+                "copy it to {} and load it with `tokenhost schedule install --target launchd`",
+                launch_agent().display()
+            ),
+        ),
+        Scheduler::Cron | Scheduler::Systemd => {
+            return Err(Error::Config(
+                "--xml FILE is for --target schtasks (the task XML) and --target launchd (the plist)".into(),
+            ));
+        }
+    };
+    crate::store::write_atomic(file, &bytes)
+        .map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
+    Ok(format!("wrote {}; next: {next}", file.display()))
 }
 
 fn crontab_lines(tag: &str) -> Result<Vec<String>, Error> {
@@ -299,6 +496,7 @@ pub fn install(job: &Job, target: Scheduler) -> Result<String, Error> {
             })
         }
         Scheduler::Schtasks => schtasks_install(job),
+        Scheduler::Launchd => launchd_install(job),
     }
 }
 
@@ -325,6 +523,7 @@ pub fn remove(job: &Job, target: Scheduler) -> Result<String, Error> {
             Ok(format!("removed tokenhost.timer and tokenhost.service from {}", dir.display()))
         }
         Scheduler::Schtasks => schtasks_remove(),
+        Scheduler::Launchd => launchd_remove(),
     }
 }
 
@@ -344,37 +543,107 @@ fn schtasks(args: &[&str]) -> Result<(), Error> {
     if status.success() {
         Ok(())
     } else {
-        Err(Error::Config(format!("schtasks {} failed ({status})", args[0])))
+        Err(Error::Config(format!("`schtasks {}` failed ({status})", args.join(" "))))
     }
 }
 
+/// Writes the task XML (UTF-16LE with a BOM, as its declaration says) to the state directory
+/// and creates the task `tokenhost` from it, replacing ours; no other task is touched.
 fn schtasks_install(job: &Job) -> Result<String, Error> {
     if !cfg!(windows) {
-        return Err(not_windows("install"));
+        return Err(not_here("install", "schtasks", "Windows"));
     }
-    // The XML declares UTF-16, as Task Scheduler exports it: little-endian with a BOM.
-    let (_, xml) = job.schtasks();
     let path = job.state.join("tokenhost-task.xml");
-    let bytes: Vec<u8> =
-        std::iter::once(0xFEFF).chain(xml.encode_utf16()).flat_map(u16::to_le_bytes).collect();
-    crate::store::write_atomic(&path, &bytes)
+    crate::store::write_atomic(&path, &utf16le_with_bom(&job.schtasks().1))
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    schtasks(&["/Create", "/F", "/TN", "tokenhost", "/XML", &path.display().to_string()])?;
-    Ok("installed the task `tokenhost` in Task Scheduler".into())
+    schtasks(&["/Create", "/F", "/TN", NAME, "/XML", &path.display().to_string()])?;
+    Ok(format!("installed the task `{NAME}` in Task Scheduler (from {})", path.display()))
 }
 
+/// Deletes the task `tokenhost`, and only it.
 fn schtasks_remove() -> Result<String, Error> {
     if !cfg!(windows) {
-        return Err(not_windows("remove"));
+        return Err(not_here("remove", "schtasks", "Windows"));
     }
-    schtasks(&["/Delete", "/F", "/TN", "tokenhost"])?;
-    Ok("removed the task `tokenhost` from Task Scheduler".into())
+    schtasks(&["/Delete", "/F", "/TN", NAME])?;
+    Ok(format!("removed the task `{NAME}` from Task Scheduler"))
 }
 
-fn not_windows(what: &str) -> Error {
+/// `gui/<uid>`: the logged-in user's launchd domain.
+#[cfg(unix)]
+fn launchd_domain() -> String {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    format!("gui/{}", unsafe { libc::getuid() })
+}
+
+/// launchd is macOS's; elsewhere this only keeps the code compiling (and checked).
+#[cfg(not(unix))]
+fn launchd_domain() -> String {
+    "gui/0".into()
+}
+
+/// `launchctl ARGS`, its exit status and what it said.
+fn launchctl(args: &[&str]) -> Result<(bool, String), Error> {
+    let out = Command::new("launchctl").args(args).output().map_err(|e| Error::io("running launchctl", e))?;
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), said.trim().to_string()))
+}
+
+/// Writes the LaunchAgent and loads it (`launchctl bootstrap`), first unloading ours if it
+/// was loaded.
+fn launchd_install(job: &Job) -> Result<String, Error> {
+    if !cfg!(target_os = "macos") {
+        return Err(not_here("install", "launchd", "macOS"));
+    }
+    let plist = launch_agent();
+    if let Some(dir) = plist.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    let domain = launchd_domain();
+    // Not loaded yet is fine: bootout only makes room for the new one.
+    launchctl(&["bootout", &format!("{domain}/{NAME}")])?;
+    crate::store::write_atomic(&plist, job.launchd().as_bytes())
+        .map_err(|e| Error::io(format!("writing {}", plist.display()), e))?;
+    // A bootout still under way makes bootstrap fail for a moment ("5: Input/output error").
+    let mut tries = 0;
+    let (ok, said) = loop {
+        let (ok, said) = launchctl(&["bootstrap", &domain, &plist.display().to_string()])?;
+        tries += 1;
+        if ok || tries == 5 {
+            break (ok, said);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    if !ok {
+        return Err(Error::Config(format!(
+            "`launchctl bootstrap {domain} {}` failed: {said}",
+            plist.display()
+        )));
+    }
+    Ok(format!("installed and loaded {} ({domain}/{NAME})", plist.display()))
+}
+
+/// Unloads ours (`launchctl bootout`) and deletes its file.
+fn launchd_remove() -> Result<String, Error> {
+    if !cfg!(target_os = "macos") {
+        return Err(not_here("remove", "launchd", "macOS"));
+    }
+    let domain = launchd_domain();
+    launchctl(&["bootout", &format!("{domain}/{NAME}")])?;
+    let plist = launch_agent();
+    match std::fs::remove_file(&plist) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::io(format!("removing {}", plist.display()), e));
+        }
+        _ => {}
+    }
+    Ok(format!("unloaded {domain}/{NAME} and removed {}", plist.display()))
+}
+
+fn not_here(what: &str, target: &str, system: &str) -> Error {
     Error::Config(format!(
-        "`schedule {what} --target schtasks` works on Windows only; `tokenhost schedule print \
-         --target schtasks` shows the command line and the XML to use there"
+        "`schedule {what} --target {target}` works on {system} only; `tokenhost schedule print \
+         --target {target}` shows what to use there (`--xml FILE` writes it to a file)"
     ))
 }
 
@@ -391,5 +660,23 @@ mod tests {
         assert_eq!(parse_every("30m"), Ok(30));
         assert!(parse_every("7h").unwrap_err().contains("evenly"));
         assert!(parse_every("6x").is_err() && parse_every("h").is_err() && parse_every("0h").is_err());
+    }
+
+    #[test]
+    fn task_xml_bytes_are_utf16le_after_a_bom() {
+        assert_eq!(utf16le_with_bom("<a\u{e9}/>"), [0xFF, 0xFE, b'<', 0, b'a', 0, 0xE9, 0, b'/', 0, b'>', 0]);
+        assert_eq!(utf16le_with_bom("\u{1F600}")[2..], [0x3D, 0xD8, 0x00, 0xDE], "a surrogate pair");
+    }
+
+    #[test]
+    fn windows_quoting_for_programs_and_for_cmd_exe() {
+        assert_eq!(windows_arg(r"C:\Program Files\x"), r#""C:\Program Files\x""#);
+        assert_eq!(windows_arg(r"C:\dir\"), r#""C:\dir\\""#, "a trailing backslash doubled before the quote");
+        assert_eq!(windows_arg(r#"a\"b"#), r#""a\\\"b""#);
+        assert_eq!(windows_arg(""), r#""""#);
+        // Inside cmd.exe's quotes nothing changes; outside, its characters get a caret.
+        assert_eq!(cmd_line(r#"x "a & b" c&d"#), r#"x "a & b" c^&d"#);
+        assert_eq!(cmd_line(r#"/TR "\"a & b\" c""#), r#"/TR "\"a ^& b\" c""#);
+        assert_eq!(cmd_line("a|b<c>d^e"), "a^|b^<c^>d^^e");
     }
 }

@@ -5,13 +5,16 @@
 //!
 //! Each operation keeps the last good token unless a new one is in hand.
 
+use crate::accounts::Account;
+use crate::caps::keyvalue::KvBacking;
 use crate::engine::{CachedInfo, Host, Loaded};
+use crate::fleet::{Fleet, Written};
 use crate::notify::Notifier;
 use crate::plan::{Plan, Planner, Target};
 use crate::policy::{self, Claims, Cutoff, Identity, Reason};
 use crate::provider::{self, Grants, HostState, Provider, ProviderInfo, Token};
 use crate::secret::Secret;
-use crate::store::{AccountDir, StateDir, StoredExtra, StoredToken};
+use crate::store::{StateDir, StoredExtra, StoredToken};
 use crate::{Error, time};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,8 +29,11 @@ pub enum Action {
     Fresh,
     /// A new token was stored, for this reason.
     Refreshed(Reason),
-    /// Another run stored a new token while this one waited for the account's lock.
+    /// Another run on this host stored a new token while this one waited for the account's lock.
     RefreshedElsewhere,
+    /// Another host of the fleet stored a new token while this one waited for the lease (or
+    /// first, while this one's lease had lapsed).
+    RefreshedByAnotherHost,
     /// A person logged in and the token was stored.
     LoggedIn,
     /// The broker pushed a token and it was stored.
@@ -137,6 +143,16 @@ pub struct Service {
     loaded: Mutex<HashMap<PathBuf, Arc<tokio::sync::OnceCell<Arc<Loaded>>>>>,
     notifier: RwLock<Arc<Notifier>>,
     metrics_file: Option<PathBuf>,
+    /// The store shared with other hosts, if any (else the state directory's files).
+    fleet: Option<Arc<Fleet>>,
+}
+
+/// A new token, or the one another host stored first.
+enum Saved {
+    /// Ours was stored.
+    Ours(StoredToken),
+    /// Another host stored a newer token while this one refreshed: ours was dropped.
+    Theirs(Option<StoredToken>),
 }
 
 impl Service {
@@ -149,7 +165,25 @@ impl Service {
             loaded: Mutex::default(),
             notifier: RwLock::new(Arc::new(notifier)),
             metrics_file,
+            fleet: None,
         }
+    }
+
+    /// Keeps tokens, outcomes, provider storage and leases in `fleet`, shared with other hosts
+    /// (the state directory keeps a copy of the last token this host saw).
+    pub fn with_fleet(mut self, fleet: Option<Fleet>) -> Service {
+        self.fleet = fleet.map(Arc::new);
+        self
+    }
+
+    /// The fleet store, if there is one.
+    pub fn fleet(&self) -> Option<&Arc<Fleet>> {
+        self.fleet.as_ref()
+    }
+
+    /// The storage of account `name`.
+    fn account(&self, name: &str) -> Result<Account, Error> {
+        Ok(Account::new(self.state.account(name)?, self.fleet.as_ref(), name))
     }
 
     /// The state directory.
@@ -221,19 +255,19 @@ impl Service {
         }
     }
 
-    /// Starts the plan's provider with its settings and grants.
-    async fn start(&self, plan: &Plan) -> Result<Provider, Error> {
+    /// Starts the plan's provider with its settings and grants, and the account's storage.
+    async fn start(&self, plan: &Plan, account: &Account) -> Result<Provider, Error> {
         let loaded = self.load(&plan.provider).await?;
-        self.start_loaded(plan, &loaded).await
+        self.start_loaded(plan, &loaded, account.kv().await?).await
     }
 
-    async fn start_loaded(&self, plan: &Plan, loaded: &Loaded) -> Result<Provider, Error> {
+    async fn start_loaded(&self, plan: &Plan, loaded: &Loaded, kv: KvBacking) -> Result<Provider, Error> {
         let (host, linker) = self.runtime()?;
         let grants = Grants {
             account: plan.account.clone(),
             allow_hosts: plan.allow_hosts.clone(),
             allow_plain_http: plan.allow_plain_http,
-            kv_path: self.state.account(&plan.account)?.kv_path(),
+            kv,
             limits: plan.limits,
         };
         let provider = Provider::start(host, linker, loaded, &grants, |info| plan.settings(info)).await?;
@@ -244,10 +278,12 @@ impl Service {
     /// Refreshes the account if its token is due (or `force`), under its lock.
     pub async fn run(&self, plan: &Plan, force: bool) -> Result<Outcome, Error> {
         let started = time::now();
-        let dir = self.state.account(&plan.account)?;
-        let token = dir.load_token()?;
-        let known_invalid =
-            token.as_ref().is_some_and(|t| dir.load_status().invalid_token_of == Some(t.refreshed_at));
+        let account = self.account(&plan.account)?;
+        let token = account.load_token().await?;
+        let known_invalid = match &token {
+            Some(t) => account.load_status().await?.invalid_token_of == Some(t.refreshed_at),
+            None => false,
+        };
         let reason = if force {
             Some(Reason::Forced)
         } else if known_invalid {
@@ -265,22 +301,51 @@ impl Service {
         };
         tracing::debug!(account = %plan.account, "refresh due: {reason}");
 
-        let _lock = dir.lock().await?;
+        let lock = account.lock().await?;
         // Another run may have refreshed while this one waited for the lock: a forced run is
         // satisfied by any token stored since it started, a normal one by a fresh token.
         let before = token.as_ref().map(|t| t.access_token.clone());
-        let token = dir.load_token()?;
+        let token = match account.load_token().await {
+            Ok(t) => t,
+            Err(e) => {
+                lock.release().await;
+                return Err(e);
+            }
+        };
         let done_elsewhere = if force || known_invalid {
             token.as_ref().map(|t| t.access_token.clone()) != before
         } else {
             policy::due(token.as_ref(), plan.refresh_ahead, time::now()).is_none()
         };
         if done_elsewhere {
-            return Ok(Outcome::of(plan, Action::RefreshedElsewhere, token.as_ref()));
+            lock.release().await;
+            return self.elsewhere(plan, token);
         }
-        let result = self.refresh_with_retries(plan, &dir, token.as_ref()).await;
-        let stored = self.finish(plan, &dir, result, Some(false)).await?;
-        Ok(Outcome::of(plan, Action::Refreshed(reason), Some(&stored)))
+        let result = self.refresh_with_retries(plan, &account, token.as_ref()).await;
+        let outcome = match result {
+            Ok(Saved::Theirs(theirs)) => self.elsewhere(plan, theirs),
+            result => {
+                let result = result.map(|saved| match saved {
+                    Saved::Ours(t) => t,
+                    Saved::Theirs(_) => unreachable!("handled above"),
+                });
+                self.finish(plan, &account, result, Some(false))
+                    .await
+                    .map(|stored| Outcome::of(plan, Action::Refreshed(reason), Some(&stored)))
+            }
+        };
+        lock.release().await;
+        outcome
+    }
+
+    /// Another run (or host) stored `token` first: the sinks get it.
+    fn elsewhere(&self, plan: &Plan, token: Option<StoredToken>) -> Result<Outcome, Error> {
+        if let Some(t) = &token {
+            self.write_sinks(plan, t)?;
+        }
+        let action =
+            if self.fleet.is_some() { Action::RefreshedByAnotherHost } else { Action::RefreshedElsewhere };
+        Ok(Outcome::of(plan, action, token.as_ref()))
     }
 
     /// Runs every plan, at most `jobs` at once, each on its own task: one failing, locked or
@@ -320,14 +385,14 @@ impl Service {
     async fn refresh_with_retries(
         &self,
         plan: &Plan,
-        dir: &AccountDir,
+        account: &Account,
         current: Option<&StoredToken>,
-    ) -> Result<StoredToken, Error> {
+    ) -> Result<Saved, Error> {
         let retry = plan.retry;
         let started = std::time::Instant::now();
         let mut attempt = 1;
         loop {
-            let result = self.refresh_once(plan, dir, current).await;
+            let result = self.refresh_once(plan, account, current).await;
             let Err(Error::Transient { message, .. }) = &result else { return result };
             let wait = retry.backoff.next(attempt);
             if attempt >= retry.attempts || started.elapsed() + wait > retry.max_total {
@@ -347,17 +412,21 @@ impl Service {
     async fn refresh_once(
         &self,
         plan: &Plan,
-        dir: &AccountDir,
+        account: &Account,
         current: Option<&StoredToken>,
-    ) -> Result<StoredToken, Error> {
+    ) -> Result<Saved, Error> {
         tracing::info!(account = %plan.account, "instantiating provider {}", plan.provider.display());
-        let mut provider = self.start(plan).await?;
+        let mut provider = self.start(plan, account).await?;
         if let Some(t) = current {
             provider.add_secrets(t.secrets());
         }
-        let fresh = provider.refresh(current.map(to_wit)).await?;
+        let fresh = provider.refresh(current.map(to_wit)).await;
+        // What the provider keeps (a pending request's id, a refresh token) is kept even when
+        // the refresh fails: it may be what the next attempt needs.
+        account.save_kv(provider.take_kv_changes()).await?;
+        let fresh = fresh?;
         let claims = Claims::of(&fresh.access_token);
-        self.store_new(plan, dir, &provider, fresh, claims)
+        self.store_new(plan, account, (provider.info(), provider.component_sha256()), fresh, claims).await
     }
 
     /// Records the outcome of getting a new token in the account's status, and whether a
@@ -367,11 +436,11 @@ impl Service {
     async fn finish(
         &self,
         plan: &Plan,
-        dir: &AccountDir,
+        account: &Account,
         result: Result<StoredToken, Error>,
         by_person: Option<bool>,
     ) -> Result<StoredToken, Error> {
-        let before = dir.load_status();
+        let before = account.load_status().await?;
         let mut status = before.clone();
         match &result {
             Ok(stored) => status.succeeded(&stored.provider),
@@ -379,10 +448,10 @@ impl Service {
         }
         status.person_login =
             by_person.unwrap_or(before.person_login) || matches!(result, Err(Error::Interaction { .. }));
-        off_thread(|| dir.save_status(&status))?;
+        account.save_status(&status, false).await?;
         let notifier = self.notifier();
         if let Some(event) = notifier.enabled().then(|| notifier.event(&before, &result)).flatten() {
-            let kept = if result.is_err() { dir.load_token().ok().flatten() } else { None };
+            let kept = if result.is_err() { account.local().load_token().ok().flatten() } else { None };
             notifier.send(&plan.account, &event, &result, kept.as_ref()).await;
         }
         let stored = result?;
@@ -392,15 +461,14 @@ impl Service {
 
     /// Stores `fresh` (whose JWT claims are `claims`), just produced by `provider`, with its
     /// expiry resolved by the host's policy. The caller holds the account's lock.
-    fn store_new(
+    async fn store_new(
         &self,
         plan: &Plan,
-        dir: &AccountDir,
-        provider: &Provider,
+        account: &Account,
+        (info, sha256): (&ProviderInfo, &str),
         fresh: Token,
         claims: Claims,
-    ) -> Result<StoredToken, Error> {
-        let info = provider.info();
+    ) -> Result<Saved, Error> {
         let cutoff = info.daily_cutoff.map(|c| Cutoff {
             hour: c.hour,
             minute: c.minute,
@@ -433,11 +501,14 @@ impl Service {
             refreshed_at: now,
             refreshed_at_micros: Some(clock.subsec_micros()),
             refresh_ahead_secs: plan.refresh_ahead.unwrap_or(info.refresh_ahead_secs),
-            component_sha256: Some(provider.component_sha256().to_string()),
+            component_sha256: Some(sha256.to_string()),
         };
-        off_thread(|| dir.save_token(&stored))?;
+        if let Written::Superseded = account.save_token(&stored).await? {
+            tracing::info!(account = %plan.account, "another host stored a newer token first; ours is dropped");
+            return Ok(Saved::Theirs(account.load_token().await?));
+        }
         tracing::info!(account = %plan.account, "stored a new token, expires {} ({source})", time::iso(expires_at));
-        Ok(stored)
+        Ok(Saved::Ours(stored))
     }
 
     /// Makes every sink of the plan hold `token` (one that does already is not rewritten).
@@ -456,15 +527,16 @@ impl Service {
     /// Asks the broker whether the stored token works. A token the broker refuses is noted,
     /// so that the next `run` logs in again without asking first.
     pub async fn check(&self, plan: &Plan) -> Result<StoredToken, Error> {
-        let dir = self.state.account(&plan.account)?;
-        let token = dir.load_token()?.ok_or_else(|| no_token(&plan.account))?;
-        let mut provider = self.start(plan).await?;
+        let account = self.account(&plan.account)?;
+        let token = account.load_token().await?.ok_or_else(|| no_token(&plan.account))?;
+        let mut provider = self.start(plan, &account).await?;
         provider.add_secrets(token.secrets());
         let verdict = provider.validate(to_wit(&token)).await;
+        account.save_kv(provider.take_kv_changes()).await?;
         if let Err(Error::Rejected(_)) = &verdict {
-            let mut status = dir.load_status();
+            let mut status = account.load_status().await?;
             status.invalid_token_of = Some(token.refreshed_at);
-            off_thread(|| dir.save_status(&status))?;
+            account.save_status(&status, false).await?;
         }
         verdict.map(|()| token)
     }
@@ -472,42 +544,60 @@ impl Service {
     /// Revokes the stored token at the broker and forgets it. A broker that already
     /// considers it invalid is fine; one that cannot be reached keeps it stored.
     pub async fn logout(&self, plan: &Plan) -> Result<(), Error> {
-        let dir = self.state.account(&plan.account)?;
-        let token = dir.load_token()?.ok_or_else(|| no_token(&plan.account))?;
-        let _lock = dir.lock().await?;
-        let mut provider = self.start(plan).await?;
-        provider.add_secrets(token.secrets());
-        match provider.revoke(to_wit(&token)).await {
-            Ok(()) | Err(Error::Rejected(_)) => {
-                let mut status = dir.load_status();
-                status.logged_out_at = Some(time::now());
-                off_thread(|| dir.save_logout(&status))?;
-                off_thread(|| dir.remove_token())
+        let account = self.account(&plan.account)?;
+        let token = account.load_token().await?.ok_or_else(|| no_token(&plan.account))?;
+        let lock = account.lock().await?;
+        let result = async {
+            let mut provider = self.start(plan, &account).await?;
+            provider.add_secrets(token.secrets());
+            let revoked = provider.revoke(to_wit(&token)).await;
+            account.save_kv(provider.take_kv_changes()).await?;
+            match revoked {
+                Ok(()) | Err(Error::Rejected(_)) => {
+                    let mut status = account.load_status().await?;
+                    status.logged_out_at = Some(time::now());
+                    account.save_status(&status, true).await?;
+                    account.remove_token().await
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
         }
+        .await;
+        lock.release().await;
+        result
     }
 
     /// Takes one pushed body for the account: the provider reads it, the host's replay policy
     /// checks it, and only then is it stored. A refused push changes nothing.
     pub async fn push(&self, plan: &Plan, body: &[u8]) -> Result<Outcome, Error> {
-        let dir = self.state.account(&plan.account)?;
-        let _lock = dir.lock().await?;
-        let current = dir.load_token()?;
-        let mut provider = self.start(plan).await?;
-        if let Some(t) = &current {
-            provider.add_secrets(t.secrets());
+        let account = self.account(&plan.account)?;
+        let lock = account.lock().await?;
+        let result = async {
+            let current = account.load_token().await?;
+            let mut provider = self.start(plan, &account).await?;
+            if let Some(t) = &current {
+                provider.add_secrets(t.secrets());
+            }
+            let fresh = provider.accept_push(body).await;
+            account.save_kv(provider.take_kv_changes()).await?;
+            let fresh = fresh?;
+            let claims = Claims::of(&fresh.access_token);
+            let issued = fresh.issued_at.or(claims.iat);
+            let logged_out = account.load_status().await?.logged_out_at;
+            if let Some(why) = policy::refuse_push(current.as_ref(), &fresh.access_token, issued, logged_out)
+            {
+                return Err(Error::Rejected(why));
+            }
+            let stored = self
+                .store_new(plan, &account, (provider.info(), provider.component_sha256()), fresh, claims)
+                .await
+                .and_then(ours);
+            let stored = self.finish(plan, &account, stored, None).await?;
+            Ok(Outcome::of(plan, Action::Pushed, Some(&stored)))
         }
-        let fresh = provider.accept_push(body).await?;
-        let claims = Claims::of(&fresh.access_token);
-        let issued = fresh.issued_at.or(claims.iat);
-        let logged_out = dir.load_status().logged_out_at;
-        if let Some(why) = policy::refuse_push(current.as_ref(), &fresh.access_token, issued, logged_out) {
-            return Err(Error::Rejected(why));
-        }
-        let stored = self.store_new(plan, &dir, &provider, fresh, claims);
-        let stored = self.finish(plan, &dir, stored, None).await?;
-        Ok(Outcome::of(plan, Action::Pushed, Some(&stored)))
+        .await;
+        lock.release().await;
+        result
     }
 
     /// The listener's handler of `POST /push/<account>`: an account it was not given is 404, any
@@ -561,35 +651,77 @@ impl Service {
         provider: &mut Provider,
         params: &[(String, String)],
     ) -> Result<Outcome, Error> {
-        let dir = self.state.account(&plan.account)?;
-        let _lock = dir.lock().await?;
-        let result = match provider.complete_login(params).await {
-            Ok(fresh) => {
-                let claims = Claims::of(&fresh.access_token);
-                self.store_new(plan, &dir, provider, fresh, claims)
-            }
-            Err(e) => Err(e),
-        };
-        let stored = self.finish(plan, &dir, result, Some(true)).await?;
-        Ok(Outcome::of(plan, Action::LoggedIn, Some(&stored)))
+        let account = self.account(&plan.account)?;
+        let lock = account.lock().await?;
+        let result = async {
+            // Read under the lease: the token is written over this revision.
+            account.load_token().await?;
+            let fresh = provider.complete_login(params).await;
+            account.save_kv(provider.take_kv_changes()).await?;
+            let result = match fresh {
+                Ok(fresh) => {
+                    let claims = Claims::of(&fresh.access_token);
+                    self.store_new(
+                        plan,
+                        &account,
+                        (provider.info(), provider.component_sha256()),
+                        fresh,
+                        claims,
+                    )
+                    .await
+                    .and_then(ours)
+                }
+                Err(e) => Err(e),
+            };
+            let stored = self.finish(plan, &account, result, Some(true)).await?;
+            Ok(Outcome::of(plan, Action::LoggedIn, Some(&stored)))
+        }
+        .await;
+        lock.release().await;
+        result
     }
 
     /// The provider of `plan`, started for a login.
     pub(crate) async fn start_for_login(&self, plan: &Plan) -> Result<Provider, Error> {
-        self.start(plan).await
+        self.start(plan, &self.account(&plan.account)?).await
     }
 
-    /// The stored token of `account`, for another program; an expired one is an error.
-    pub fn token(&self, account: &str) -> Result<StoredToken, Error> {
-        let token = self.state.account(account)?.load_token()?.ok_or_else(|| no_token(account))?;
+    /// The stored token of `account`, for another program; an expired one is an error. With a
+    /// fleet store that cannot be reached, the last token this host saw is the answer while it
+    /// is fresh, with a note saying so.
+    pub async fn token(&self, account: &str) -> Result<(StoredToken, Option<String>), Error> {
+        let storage = self.account(account)?;
+        let (token, note) = match storage.load_token().await {
+            Ok(t) => (t, None),
+            Err(e @ Error::Transient { .. }) => {
+                let local = storage.local().load_token()?;
+                let fresh = local.as_ref().is_some_and(|t| t.expires_at.is_none_or(|x| x > time::now()));
+                if !fresh {
+                    return Err(e);
+                }
+                let note = format!("{e}; this is the last token this host saw, still fresh");
+                (local, Some(note))
+            }
+            Err(e) => return Err(e),
+        };
+        let token = token.ok_or_else(|| no_token(account))?;
         let now = time::now();
         match token.expires_at {
             Some(e) if e <= now => Err(Error::Config(format!(
                 "the token of `{account}` expired at {}: run `tokenhost run {account}`",
                 time::iso(e)
             ))),
-            _ => Ok(token),
+            _ => Ok((token, note)),
         }
+    }
+
+    /// Copies a token the fleet store holds to this host: the state directory's copy and the
+    /// plan's sinks (each written only if it does not hold it yet). Whether it was new here.
+    pub fn take_from_fleet(&self, plan: &Plan, token: &StoredToken) -> Result<bool, Error> {
+        let dir = self.state.account(&plan.account)?;
+        let new = crate::accounts::mirror(&dir, token)?;
+        self.write_sinks(plan, token)?;
+        Ok(new)
     }
 
     /// Sends `account`'s login reminder if one is due now (see [`crate::remind`]): the account's
@@ -603,35 +735,43 @@ impl Service {
         now: i64,
     ) -> Result<bool, Error> {
         let Some(window) = reminders.window(now) else { return Ok(false) };
-        let dir = self.state.account(account)?;
-        if !dir.load_status().person_login {
+        let storage = self.account(account)?;
+        if !storage.load_status().await?.person_login {
             return Ok(false);
         }
-        let _lock = dir.lock().await?;
-        let mut status = dir.load_status();
-        if !status.person_login || status.reminded_on.as_deref() == Some(window.day.as_str()) {
-            return Ok(false);
+        let lock = storage.lock().await?;
+        let result = async {
+            let mut status = storage.load_status().await?;
+            if !status.person_login || status.reminded_on.as_deref() == Some(window.day.as_str()) {
+                return Ok(false);
+            }
+            let token = storage.load_token().await?;
+            let expires_at = token.as_ref().and_then(|t| t.expires_at);
+            let dead = token.as_ref().is_some_and(|t| status.invalid_token_of == Some(t.refreshed_at));
+            if !crate::remind::Reminders::needs_login(&window, expires_at, dead) {
+                return Ok(false);
+            }
+            let link = reminders.link(key, account, &window.day);
+            self.notifier().remind(account, expires_at, dead, link.as_deref()).await;
+            status.reminded_on = Some(window.day.clone());
+            storage.save_status(&status, false).await?;
+            Ok(true)
         }
-        let token = dir.load_token()?;
-        let expires_at = token.as_ref().and_then(|t| t.expires_at);
-        let dead = token.as_ref().is_some_and(|t| status.invalid_token_of == Some(t.refreshed_at));
-        if !crate::remind::Reminders::needs_login(&window, expires_at, dead) {
-            return Ok(false);
-        }
-        let link = reminders.link(key, account, &window.day);
-        self.notifier().remind(account, expires_at, dead, link.as_deref()).await;
-        status.reminded_on = Some(window.day);
-        off_thread(|| dir.save_status(&status))?;
-        Ok(true)
+        .await;
+        lock.release().await;
+        result
     }
 
-    /// The status rows of `account`, or of every account known to the state directory or
-    /// the configuration.
-    pub fn status(&self, planner: &Planner, account: Option<&str>) -> Result<Vec<StatusRow>, Error> {
+    /// The status rows of `account`, or of every account known to the store or the
+    /// configuration.
+    pub async fn status(&self, planner: &Planner, account: Option<&str>) -> Result<Vec<StatusRow>, Error> {
         let mut names = match account {
             Some(a) => vec![a.to_string()],
             None => {
-                let mut n = self.state.accounts();
+                let mut n = match &self.fleet {
+                    Some(f) => f.accounts().await?,
+                    None => self.state.accounts(),
+                };
                 n.extend(planner.config().account_names());
                 n
             }
@@ -639,41 +779,40 @@ impl Service {
         names.sort();
         names.dedup();
         let now = time::now();
-        names
-            .iter()
-            .map(|name| {
-                let dir = self.state.account(name)?;
-                let token = dir.load_token()?;
-                let status = dir.load_status();
-                let state = match (&token, policy::due(token.as_ref(), planner.refresh_ahead(name), now)) {
-                    (None, _) => "missing",
-                    (Some(_), None) => "fresh",
-                    (Some(_), Some(Reason::Expiring)) => "expiring",
-                    (Some(_), Some(_)) => "expired",
-                };
-                let t = token.as_ref();
-                let dead = t.is_some_and(|t| status.invalid_token_of == Some(t.refreshed_at));
-                let login_due_at = status.person_login.then(|| match t.and_then(|t| t.expires_at) {
-                    Some(e) if !dead => e,
-                    _ => now,
-                });
-                Ok(StatusRow {
-                    account: name.clone(),
-                    provider: t.map(|t| t.provider.clone()).or(status.provider.clone()),
-                    state,
-                    expires_at: t.and_then(|t| t.expires_at),
-                    expires_in_secs: t.and_then(|t| t.remaining(now)),
-                    expiry_source: t.map(|t| t.expiry_source.clone()),
-                    refreshed_at: t.map(|t| t.refreshed_at),
-                    user_id: t.and_then(|t| t.user_id.clone()),
-                    last_outcome: status.last_outcome,
-                    last_attempt: status.last_attempt,
-                    last_error: status.last_error,
-                    consecutive_failures: status.consecutive_failures,
-                    login_due_at,
-                })
-            })
-            .collect()
+        let mut rows = Vec::with_capacity(names.len());
+        for name in &names {
+            let storage = self.account(name)?;
+            let token = storage.load_token().await?;
+            let status = storage.load_status().await?;
+            let state = match (&token, policy::due(token.as_ref(), planner.refresh_ahead(name), now)) {
+                (None, _) => "missing",
+                (Some(_), None) => "fresh",
+                (Some(_), Some(Reason::Expiring)) => "expiring",
+                (Some(_), Some(_)) => "expired",
+            };
+            let t = token.as_ref();
+            let dead = t.is_some_and(|t| status.invalid_token_of == Some(t.refreshed_at));
+            let login_due_at = status.person_login.then(|| match t.and_then(|t| t.expires_at) {
+                Some(e) if !dead => e,
+                _ => now,
+            });
+            rows.push(StatusRow {
+                account: name.clone(),
+                provider: t.map(|t| t.provider.clone()).or(status.provider.clone()),
+                state,
+                expires_at: t.and_then(|t| t.expires_at),
+                expires_in_secs: t.and_then(|t| t.remaining(now)),
+                expiry_source: t.map(|t| t.expiry_source.clone()),
+                refreshed_at: t.map(|t| t.refreshed_at),
+                user_id: t.and_then(|t| t.user_id.clone()),
+                last_outcome: status.last_outcome,
+                last_attempt: status.last_attempt,
+                last_error: status.last_error,
+                consecutive_failures: status.consecutive_failures,
+                login_due_at,
+            });
+        }
+        Ok(rows)
     }
 
     /// Describes the component at `path` (checked as any provider is, run with no settings).
@@ -688,7 +827,7 @@ impl Service {
     /// [`Service::swap_if_changed`].
     pub async fn watch(&self, plan: &Plan) -> Result<Watched, Error> {
         let loaded = self.load(&plan.provider).await?;
-        let provider = self.start_loaded(plan, &loaded).await?;
+        let provider = self.start_loaded(plan, &loaded, KvBacking::Loaded(Default::default())).await?;
         Ok(Watched {
             stamp: stamp(&plan.provider),
             sha256: loaded.sha256.clone(),
@@ -716,7 +855,7 @@ impl Service {
             let (host, _) = self.runtime()?;
             let origin = path.display().to_string();
             let loaded = Arc::new(off_thread(|| host.load_bytes(&bytes, &origin))?);
-            let provider = self.start_loaded(plan, &loaded).await?;
+            let provider = self.start_loaded(plan, &loaded, KvBacking::Loaded(Default::default())).await?;
             Ok::<_, Error>((loaded, identity(provider.info()), provider.info().version.clone()))
         };
         let (loaded, id, version) = match checked.await {
@@ -787,6 +926,17 @@ fn identity(info: &ProviderInfo) -> Identity {
 
 fn poisoned() -> Error {
     Error::fault("an earlier task panicked while loading a component")
+}
+
+/// Our token, as stored; another host's being newer is a failure here (a push or a login is
+/// this host's own, and the lease should have kept others out).
+fn ours(saved: Saved) -> Result<StoredToken, Error> {
+    match saved {
+        Saved::Ours(t) => Ok(t),
+        Saved::Theirs(_) => Err(Error::transient(
+            "another host stored a newer token while this one was being taken (its lease lapsed); it was not stored",
+        )),
+    }
 }
 
 /// The message for an account with nothing stored.

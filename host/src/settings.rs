@@ -38,6 +38,9 @@ pub struct ConfigFile {
     pub webhook: WebhookConfig,
     /// `[remind]`: when the daemon reminds people to log in where a broker needs one daily.
     pub remind: Option<crate::remind::RemindConfig>,
+    /// `[store]`: a fleet store shared by several hosts (NATS JetStream key-value).
+    #[serde(default)]
+    pub store: crate::fleet::StoreConfig,
 }
 
 /// `[metrics]`.

@@ -340,7 +340,7 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
     write_atomic(path, &json_bytes(value)?).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
-fn json_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
+pub(crate) fn json_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
     let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Config(e.to_string()))?;
     bytes.push(b'\n');
     Ok(bytes)
@@ -374,6 +374,9 @@ fn replace(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
             f.sync_all()?;
         }
         drop(f);
+        #[cfg(windows)]
+        crate::winfs::replace_private(&tmp, path)?;
+        #[cfg(not(windows))]
         fs::rename(&tmp, path)?;
         if durable && let Ok(d) = File::open(dir) {
             // Not every platform can fsync a folder; the rename itself is what matters.
@@ -438,7 +441,8 @@ fn private_options() -> OpenOptions {
     o
 }
 
-/// Creates `dir` (and parents) and makes it 0700, tightening it if it was looser.
+/// Creates `dir` (and parents) and makes it 0700, tightening it if it was looser (on Windows:
+/// an owner-only DACL that what is created inside inherits).
 pub(crate) fn create_private_dir(dir: &Path) -> Result<(), Error> {
     fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     #[cfg(unix)]
@@ -450,6 +454,9 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<(), Error> {
                 .map_err(|e| Error::io(format!("making {} private", dir.display()), e))?;
         }
     }
+    #[cfg(windows)]
+    crate::winfs::make_private_dir(dir)
+        .map_err(|e| Error::io(format!("making {} readable by this user only", dir.display()), e))?;
     Ok(())
 }
 

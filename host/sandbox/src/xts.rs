@@ -36,6 +36,9 @@ pub struct XtsState {
     /// Answer a dead session with HTTP 200 and `"type":"error"` (as some servers do).
     pub invalid_token_as_200: bool,
     pub faults: Vec<Fault>,
+    /// Answer this many of the next logins successfully, but only after this long (a broker
+    /// under load); the session counts as issued when the request arrives.
+    pub slow_logins: Option<(usize, Duration)>,
     pub logins: usize,
     pub seen: Vec<String>,
 }
@@ -154,7 +157,14 @@ impl XtsMock {
         );
         s.sessions.insert(token.clone(), (app.user.clone(), api));
         s.logins += 1;
-        match api {
+        let delay = match &mut s.slow_logins {
+            Some((n, d)) if *n > 0 => {
+                *n -= 1;
+                *d
+            }
+            _ => Duration::ZERO,
+        };
+        let answer = match api {
             Api::Interactive => success(
                 "s-user-0001",
                 "Valid User.",
@@ -166,7 +176,8 @@ impl XtsMock {
                 "Provided Valid Credentials",
                 json!({"token": token, "userID": app.user, "appVersion": "1.0", "application_expiry_date": "2030-01-01"}),
             ),
-        }
+        };
+        answer.after(delay)
     }
 
     /// The session's user, or the broker's "Invalid Token" answer.

@@ -1,5 +1,7 @@
 //! `wasi:keyvalue/store`, durable: one JSON file per account in the state directory, written
-//! atomically on every change. A provider sees only its own account's bucket.
+//! atomically on every change; or, with a fleet store, the account's keys there, read before
+//! the call and written back after it by the service. A provider sees only its own account's
+//! bucket.
 
 use crate::secret::Secret;
 use base64::Engine as _;
@@ -15,22 +17,43 @@ pub const MAX_KEYS: usize = 256;
 /// At most this many bytes per value.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
+/// Where an account's data lives.
+#[derive(Debug, Clone)]
+pub enum KvBacking {
+    /// A JSON file (read on first use, written on every change).
+    File(PathBuf),
+    /// Read from the fleet store already; the changes go back through [`KvStore::take_changes`].
+    Loaded(BTreeMap<String, Vec<u8>>),
+}
+
 /// One account's stored data.
 #[derive(Debug)]
 pub struct KvStore {
-    path: PathBuf,
+    path: Option<PathBuf>,
     data: Option<BTreeMap<String, Vec<u8>>>,
+    /// Changes since the last [`KvStore::take_changes`] (`None`: deleted).
+    changes: BTreeMap<String, Option<Vec<u8>>>,
 }
 
 impl KvStore {
-    /// The store kept in `path` (read on first use).
-    pub fn new(path: PathBuf) -> KvStore {
-        KvStore { path, data: None }
+    /// The store `backing` holds.
+    pub fn new(backing: KvBacking) -> KvStore {
+        match backing {
+            KvBacking::File(path) => KvStore { path: Some(path), data: None, changes: BTreeMap::new() },
+            KvBacking::Loaded(data) => KvStore { path: None, data: Some(data), changes: BTreeMap::new() },
+        }
+    }
+
+    /// The changes made since the last call, in key order (`None`: deleted).
+    pub fn take_changes(&mut self) -> Vec<(String, Option<Vec<u8>>)> {
+        std::mem::take(&mut self.changes).into_iter().collect()
     }
 
     fn data(&mut self) -> Result<&mut BTreeMap<String, Vec<u8>>, KvError> {
-        if self.data.is_none() {
-            let loaded = match std::fs::read(&self.path) {
+        if self.data.is_none()
+            && let Some(path) = &self.path
+        {
+            let loaded = match std::fs::read(path) {
                 Ok(bytes) => {
                     let raw: BTreeMap<String, String> = serde_json::from_slice(&bytes)
                         .map_err(|e| KvError::Other(format!("storage file is damaged: {e}")))?;
@@ -45,9 +68,11 @@ impl KvStore {
         Ok(self.data.get_or_insert_with(BTreeMap::new))
     }
 
-    fn persist(&mut self) -> Result<(), KvError> {
+    fn persist(&mut self, key: &str) -> Result<(), KvError> {
+        let value = self.data()?.get(key).cloned();
+        self.changes.insert(key.to_string(), value);
+        let Some(path) = self.path.clone() else { return Ok(()) };
         let engine = base64::engine::general_purpose::STANDARD;
-        let path = self.path.clone();
         let raw: BTreeMap<&String, String> =
             self.data()?.iter().map(|(k, v)| (k, engine.encode(v))).collect();
         let bytes = serde_json::to_vec_pretty(&raw).map_err(|e| KvError::Other(e.to_string()))?;
@@ -108,13 +133,13 @@ impl generated::HostBucket for KvView<'_> {
         if data.get(&key) == Some(&value) {
             return Ok(Ok(()));
         }
-        data.insert(key, value);
-        Ok(self.store.persist())
+        data.insert(key.clone(), value);
+        Ok(self.store.persist(&key))
     }
 
     fn delete(&mut self, _: Resource<Bucket>, key: String) -> wasmtime::Result<Result<(), KvError>> {
         match self.store.data().map(|d| d.remove(&key).is_some()) {
-            Ok(true) => Ok(self.store.persist()),
+            Ok(true) => Ok(self.store.persist(&key)),
             Ok(false) => Ok(Ok(())),
             Err(e) => Ok(Err(e)),
         }

@@ -59,6 +59,10 @@ pub struct Global {
     /// Only errors on stderr
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// A fleet store shared by several hosts, nats://HOST:4222 (tls:// for TLS) [default:
+    /// [store] url in the config; credentials only from the environment or a creds file]
+    #[arg(long, global = true, env = "TOKENHOST_STORE", value_name = "URL")]
+    pub store: Option<String>,
 }
 
 /// `--sink`, for every command that stores tokens.
@@ -122,7 +126,8 @@ pub enum Stateful {
     Get {
         /// Account name
         account: String,
-        /// raw: the token alone; json: token and details; env: NAME=value lines
+        /// raw: the token alone; json: token and details; env: NAME=value lines; powershell:
+        /// $env:NAME = 'value' lines
         #[arg(long, value_enum, default_value_t = Format::Raw)]
         format: Format,
     },
@@ -168,6 +173,12 @@ pub enum Stateful {
         #[command(flatten)]
         sinks: SinkArgs,
     },
+    /// Print a JSON line for every new token stored (from any host of a fleet store), for
+    /// scripts; runs until interrupted
+    Watch {
+        /// Only this account
+        account: Option<String>,
+    },
     /// Print, install or remove the scheduler entry that runs `tokenhost run` unattended
     Schedule(ScheduleArgs),
     /// Revoke the token at the broker and forget it
@@ -191,7 +202,8 @@ pub struct ScheduleArgs {
     /// print, install or remove
     #[arg(value_enum)]
     action: ScheduleAction,
-    /// cron (a tagged crontab line), schtasks (Windows) or systemd (user timer)
+    /// cron (a tagged crontab line), schtasks (Windows Task Scheduler), systemd (user timer) or
+    /// launchd (a macOS LaunchAgent)
     #[arg(long, value_enum)]
     target: Scheduler,
     /// Run at this local time, HH:MM (repeatable)
@@ -206,6 +218,10 @@ pub struct ScheduleArgs {
     /// What to run: an account or a provider file [default: --all, with accounts configured]
     #[arg(long, value_name = "TARGET")]
     run: Option<String>,
+    /// With print: also write the task XML (schtasks, UTF-16 as Task Scheduler reads it) or the
+    /// plist (launchd) to FILE
+    #[arg(long, value_name = "FILE")]
+    xml: Option<PathBuf>,
 }
 
 /// `schedule` actions.
@@ -238,6 +254,7 @@ impl Stateful {
             Stateful::Logout { .. } => "logout",
             Stateful::Daemon { .. } => "daemon",
             Stateful::Schedule(_) => "schedule",
+            Stateful::Watch { .. } => "watch",
             Stateful::Login { .. } => "login",
             Stateful::ServeWebhook { .. } => "serve-webhook",
             Stateful::Inspect { .. } => "inspect",
@@ -280,10 +297,15 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         let planner = command.planner(config, state.clone());
         let config = planner.config();
         let notifier = Notifier::new(&config.file.notify, |v| config.lookup(v));
-        let service = Arc::new(Service::new(state, notifier, g.metrics_file.clone()));
+        let fleet =
+            tokenhost::fleet::Fleet::new(&config.file.store, g.store.as_deref(), |v| config.lookup(v))?;
+        let service = Arc::new(Service::new(state, notifier, g.metrics_file.clone()).with_fleet(fleet));
         let many = matches!(
             command,
-            Stateful::Run { target: None, .. } | Stateful::Daemon { .. } | Stateful::ServeWebhook { .. }
+            Stateful::Run { target: None, .. }
+                | Stateful::Daemon { .. }
+                | Stateful::ServeWebhook { .. }
+                | Stateful::Watch { .. }
         );
         let rt = runtime(many)?;
         let result = rt.block_on(dispatch(&service, planner, command, g));
@@ -324,7 +346,7 @@ async fn dispatch(
         }
         Stateful::Run { target: None, force, jobs, .. } => run_all(service, &planner, force, jobs).await,
         Stateful::Status { account, json } => {
-            let rows = service.status(&planner, account.as_deref())?;
+            let rows = service.status(&planner, account.as_deref()).await?;
             out(&if json { report::status_json(&rows) } else { report::status_table(&rows) });
             Ok(ExitCode::Ok)
         }
@@ -343,7 +365,10 @@ async fn dispatch(
             }
         }
         Stateful::Get { account, format } => {
-            let token = service.token(&account)?;
+            let (token, note) = service.token(&account).await?;
+            if let Some(note) = note {
+                report::warn(&note);
+            }
             report::raw(&report::token(&token, format, &planner.env_prefix(&account, &token.provider)));
             Ok(ExitCode::Ok)
         }
@@ -380,6 +405,7 @@ async fn dispatch(
             .await
         }
         Stateful::Schedule(args) => schedule(&planner, global, args),
+        Stateful::Watch { account } => crate::daemon::watch(service, account.as_deref()).await,
         Stateful::Inspect { provider, json } => {
             let inspection = service.inspect(&provider).await?;
             out(&report::inspection(&inspection, &provider, json));
@@ -447,6 +473,13 @@ fn schedule(planner: &Planner, global: &Global, a: ScheduleArgs) -> Result<ExitC
         when,
         weekdays: a.weekdays,
     };
+    if let Some(file) = &a.xml {
+        if a.action != ScheduleAction::Print {
+            return Err(Error::Config("--xml FILE goes with `schedule print`".into()));
+        }
+        out(&tokenhost::schedule::write_file(&job, a.target, file)?);
+        return Ok(ExitCode::Ok);
+    }
     let text = match a.action {
         ScheduleAction::Print => tokenhost::schedule::print(&job, a.target),
         ScheduleAction::Install => tokenhost::schedule::install(&job, a.target)?,

@@ -71,6 +71,8 @@ pub async fn run(
     watch_new(&service, &list, &mut watched).await?;
     let plans: Plans = Arc::new(RwLock::new(list.into_iter().map(|p| (p.account.clone(), p)).collect()));
     let links = Arc::new(Links::default());
+    // With a fleet store, a token any host stores reaches this host's sinks at once.
+    let fan_out = service.fleet().is_some().then(|| tokio::spawn(fan_out(service.clone(), plans.clone())));
     let pushes = match &opts.listen {
         Some(addr) => Some(daemon_listener(addr, &service, &plans, &links).await?),
         None => None,
@@ -199,6 +201,9 @@ pub async fn run(
     if let Some(r) = reminding {
         let _ = tokio::time::timeout(Duration::from_secs(60), r).await;
     }
+    if let Some(f) = fan_out {
+        f.abort();
+    }
     if let Some(l) = pushes {
         l.shutdown(Duration::from_secs(60)).await;
     }
@@ -285,6 +290,67 @@ fn push_handler(service: &Arc<Service>, plans: &Plans) -> listener::Handler {
         Ok(o) => out(&report::line(o)),
         Err(e) => out(&format!("{account}: push refused ({}): {e}", e.kind())),
     })
+}
+
+/// Copies every token the fleet store gets to this host's sinks, for the accounts it looks
+/// after; reconnects when the watch ends.
+async fn fan_out(service: Arc<Service>, plans: Plans) {
+    use futures_util::StreamExt;
+    let Some(fleet) = service.fleet().cloned() else { return };
+    let mut said = false;
+    loop {
+        match fleet.watch_tokens().await {
+            Ok(tokens) => {
+                if !std::mem::replace(&mut said, true) {
+                    out(&format!("daemon: watching the fleet store at {} for new tokens", fleet.url()));
+                }
+                let mut tokens = std::pin::pin!(tokens);
+                while let Some((account, token, _)) = tokens.next().await {
+                    let Some(plan) = plans.read().ok().and_then(|p| p.get(&account).cloned()) else {
+                        continue;
+                    };
+                    match service.take_from_fleet(&plan, &token) {
+                        Ok(true) => out(&format!(
+                            "{account}: token from the fleet store, {}",
+                            report::expiry(token.expires_at)
+                        )),
+                        Ok(false) => {}
+                        Err(e) => out(&report::failure(&account, &e)),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("watching the fleet store: {e}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// `watch`: a JSON line for every token stored, the current ones first; from the fleet store
+/// (any host), else from this host's state directory (looked at twice a second).
+pub async fn watch(service: &Arc<Service>, only: Option<&str>) -> Result<ExitCode, Error> {
+    use futures_util::StreamExt;
+    let wanted = |a: &str| only.is_none_or(|o| o == a);
+    if let Some(fleet) = service.fleet() {
+        let mut tokens = std::pin::pin!(fleet.watch_tokens().await?);
+        while let Some((account, token, revision)) = tokens.next().await {
+            if wanted(&account) {
+                out(&report::token_event(&account, &token, Some(revision)));
+            }
+        }
+        return Err(Error::transient(format!("the store at {} ended the watch", fleet.url())));
+    }
+    let mut seen: HashMap<String, i64> = HashMap::new();
+    loop {
+        let state = service.state();
+        for account in state.accounts().into_iter().filter(|a| wanted(a)) {
+            let Ok((token, _)) = service.token(&account).await else { continue };
+            if seen.get(&account) != Some(&token.refreshed_at) {
+                seen.insert(account.clone(), token.refreshed_at);
+                out(&report::token_event(&account, &token, None));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Sends the login reminders due now, one account after another.
@@ -424,10 +490,23 @@ async fn metrics_listener(addr: &str, service: &Arc<Service>) -> Result<Listener
         .map_err(|e| Error::Config(format!("cannot serve metrics on {addr}: {e}")))
 }
 
-/// SIGTERM or Ctrl-C.
+/// SIGTERM or Ctrl-C; on Windows Ctrl-C, Ctrl-Break, the console window closing and the
+/// system shutting down (a service's daemon).
 struct Stop {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
+    #[cfg(windows)]
+    windows: WindowsStop,
+}
+
+/// The console events that stop the daemon on Windows, besides Ctrl-C. For the closing console
+/// and the shutdown, tokio's handler holds the process while the work in flight finishes
+/// (Windows allows about 5 s for a closing console, then ends the process).
+#[cfg(windows)]
+struct WindowsStop {
+    ctrl_break: tokio::signal::windows::CtrlBreak,
+    close: tokio::signal::windows::CtrlClose,
+    shutdown: tokio::signal::windows::CtrlShutdown,
 }
 
 /// SIGHUP (never, off Unix).
@@ -446,7 +525,18 @@ fn signals() -> Result<(Stop, Hangup), Error> {
             Hangup { hup: signal(SignalKind::hangup()).map_err(io)? },
         ))
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        use tokio::signal::windows::{ctrl_break, ctrl_close, ctrl_shutdown};
+        let io = |e| Error::io("listening for console events", e);
+        let windows = WindowsStop {
+            ctrl_break: ctrl_break().map_err(io)?,
+            close: ctrl_close().map_err(io)?,
+            shutdown: ctrl_shutdown().map_err(io)?,
+        };
+        Ok((Stop { windows }, Hangup {}))
+    }
+    #[cfg(not(any(unix, windows)))]
     Ok((Stop {}, Hangup {}))
 }
 
@@ -457,7 +547,14 @@ impl Stop {
             _ = self.term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = self.windows.ctrl_break.recv() => {}
+            _ = self.windows.close.recv() => {}
+            _ = self.windows.shutdown.recv() => {}
+        }
+        #[cfg(not(any(unix, windows)))]
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -121,7 +121,7 @@ async fn demo(dir: &std::path::Path) -> Result<ExitCode, Error> {
         ),
     );
 
-    let stored = service.token("demo")?;
+    let (stored, _) = service.token("demo").await?;
     step(
         4,
         &format!(
@@ -149,7 +149,7 @@ async fn demo(dir: &std::path::Path) -> Result<ExitCode, Error> {
         ),
         Ok(_) => return Err(Error::fault("the injected broker failure was not reported")),
     }
-    if service.token("demo")?.access_token != stored.access_token {
+    if service.token("demo").await?.0.access_token != stored.access_token {
         return Err(Error::fault("the stored token changed after a failed refresh"));
     }
 
@@ -210,7 +210,7 @@ async fn demo(dir: &std::path::Path) -> Result<ExitCode, Error> {
     );
 
     step(13, "status:");
-    out(&report::status_table(&service.status(&planner, None)?));
+    out(&report::status_table(&service.status(&planner, None).await?));
     Ok(ExitCode::Ok)
 }
 

@@ -34,6 +34,24 @@ pub fn error(e: &Error, verbose: bool) {
     }
 }
 
+/// A warning for people, on stderr.
+pub fn warn(text: &str) {
+    eprintln!("warning: {text}");
+}
+
+/// One `watch` line: a new token, for scripts (it carries the token, as `get` does).
+pub fn token_event(account: &str, token: &StoredToken, revision: Option<u64>) -> String {
+    serde_json::json!({
+        "account": account,
+        "provider": token.provider,
+        "access_token": token.access_token.expose(),
+        "expires_at": token.expires_at,
+        "refreshed_at": token.refreshed_at,
+        "revision": revision,
+    })
+    .to_string()
+}
+
 /// `expires 2026-11-23T22:00:00Z (in 10h 2m)`.
 pub fn expiry(expires_at: Option<i64>) -> String {
     match expires_at {
@@ -48,6 +66,7 @@ pub fn line(o: &Outcome) -> String {
         Action::Fresh => "fresh".to_string(),
         Action::Refreshed(reason) => format!("refreshed ({reason})"),
         Action::RefreshedElsewhere => "refreshed by a concurrent run".to_string(),
+        Action::RefreshedByAnotherHost => "refreshed by another host".to_string(),
         Action::LoggedIn => "logged in".to_string(),
         Action::Pushed => "token received by push".to_string(),
     };
@@ -65,6 +84,7 @@ pub fn summary(results: &[(String, Result<Outcome, Error>)]) -> String {
     for (_, r) in results {
         let key = match r {
             Ok(o) if o.action == Action::Fresh => "fresh",
+            Ok(o) if o.action == Action::RefreshedByAnotherHost => "refreshed by another host",
             Ok(_) => "refreshed",
             Err(e) => e.kind(),
         };
@@ -143,6 +163,9 @@ pub enum Format {
     Json,
     /// `NAME=value` lines.
     Env,
+    /// `$env:NAME = 'value'` lines for PowerShell (`tokenhost get ACCOUNT --format powershell |
+    /// Invoke-Expression`).
+    Powershell,
 }
 
 /// What `get` prints; `prefix` names the variables of `--format env`.
@@ -174,6 +197,39 @@ pub fn token(token: &StoredToken, format: Format, prefix: &str) -> String {
             }
             s
         }
+        Format::Powershell => {
+            let mut s = powershell_line(&format!("{prefix}_ACCESS_TOKEN"), token.access_token.expose());
+            for e in &token.extras {
+                s.push_str(&powershell_line(&env_var_name(prefix, &e.name), e.value.expose()));
+            }
+            s
+        }
+    }
+}
+
+/// `$env:NAME = 'value'`: in a single-quoted PowerShell string nothing expands (`$`, backtick)
+/// and a quote is written twice. PowerShell also takes the typographic single quotes for
+/// quotes, so those are doubled too. A name that is not a plain identifier goes in braces,
+/// where a backtick escapes a brace or a backtick.
+fn powershell_line(name: &str, value: &str) -> String {
+    let mut quoted = String::with_capacity(value.len() + 2);
+    for c in value.chars() {
+        if matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}') {
+            quoted.push(c);
+        }
+        quoted.push(c);
+    }
+    if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        format!("$env:{name} = '{quoted}'\n")
+    } else {
+        let mut braced = String::new();
+        for c in name.chars() {
+            if matches!(c, '{' | '}' | '`') {
+                braced.push('`');
+            }
+            braced.push(c);
+        }
+        format!("${{env:{braced}}} = '{quoted}'\n")
     }
 }
 
@@ -251,4 +307,46 @@ pub fn inspection(i: &Inspection, path: &std::path::Path, json: bool) -> String 
         lines.push(format!("  (optional: add -S config-var=KEY=VALUE for {})", optional.join(", ")));
     }
     lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value back out of a `$env:NAME = '...'` line, by PowerShell's rules for a
+    /// single-quoted string: the text between the outer quotes, each doubled quote one quote.
+    fn powershell_value(line: &str) -> (String, String) {
+        let (lhs, rhs) = line.trim_end_matches('\n').split_once(" = ").expect("an assignment");
+        let inner = rhs.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')).expect("single-quoted");
+        let quotes = ['\'', '\u{2018}', '\u{2019}', '\u{201A}', '\u{201B}'];
+        let mut value = String::new();
+        let mut chars = inner.chars().peekable();
+        while let Some(c) = chars.next() {
+            if quotes.contains(&c) {
+                assert_eq!(chars.next(), Some(c), "a lone quote would end the string: {line}");
+            }
+            value.push(c);
+        }
+        (lhs.to_string(), value)
+    }
+
+    #[test]
+    fn powershell_lines_quote_every_value_safely() {
+        for value in [
+            "eyJhbGciOi.plain",
+            "it's",
+            "''",
+            "$env:PATH and $(Remove-Item x) and `n and \"double\"",
+            "with spaces\tand a tab",
+            "typographic \u{2019}quote\u{2018} \u{201A}\u{201B}",
+            "",
+        ] {
+            let line = powershell_line("XTS_ACCESS_TOKEN", value);
+            assert!(line.starts_with("$env:XTS_ACCESS_TOKEN = '") && line.ends_with("'\n"), "{line}");
+            assert_eq!(powershell_value(&line), ("$env:XTS_ACCESS_TOKEN".to_string(), value.to_string()));
+        }
+        assert_eq!(powershell_line("A_B", "it's"), "$env:A_B = 'it''s'\n");
+        assert_eq!(powershell_line("DESK-A_X", "v"), "${env:DESK-A_X} = 'v'\n");
+        assert_eq!(powershell_line("ODD}`{", "v"), "${env:ODD`}```{} = 'v'\n");
+    }
 }
