@@ -52,6 +52,8 @@ pub struct StoreConfig {
 
 /// Longest wait for one answer of the store.
 const OP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a host waiting for another's lease looks at it.
+const LEASE_POLL: Duration = Duration::from_millis(500);
 /// How long the marker of an expired lease stays.
 const MARKER_TTL: Duration = Duration::from_secs(1);
 /// Longest wait for a connection to the store.
@@ -392,6 +394,14 @@ impl Fleet {
             "since": time::now(),
         })
         .to_string();
+        // Every change of the key (a renewal, a release) is also a plain message on its subject:
+        // listening there costs the server nothing, unlike a watch (a consumer) per wait.
+        let c = self.conn().await?;
+        let mut changes =
+            c.js.client()
+                .subscribe(format!("{}{key}", c.kv.prefix))
+                .await
+                .map_err(|e| self.failed(&format!("watching {key}"), e))?;
         let started = std::time::Instant::now();
         loop {
             let (value, revision) = self.entry(&key).await?;
@@ -410,24 +420,11 @@ impl Fleet {
                     ),
                 ));
             }
-            self.wait_for_change(&key, revision).await?;
+            // Looked at again when the key changes, and every half second anyway: the server
+            // removing a lapsed lease sends nothing, and a release sent just before this host
+            // listened may not have been stored when it read the key.
+            let _ = tokio::time::timeout(LEASE_POLL, changes.next()).await;
         }
-    }
-
-    /// Waits until `key` changes from `revision`, or a lease's length has passed.
-    async fn wait_for_change(&self, key: &str, revision: u64) -> Result<(), Error> {
-        let c = self.conn().await?;
-        match c.kv.watch_from_revision(key, revision + 1).await {
-            Ok(mut watch) => {
-                let _ = tokio::time::timeout(self.lease + Duration::from_secs(1), watch.next()).await;
-            }
-            // A store electing a leader cannot watch yet: look again in a moment.
-            Err(e) => {
-                tracing::debug!("watching {key}: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-        Ok(())
     }
 
     /// Every token stored from now on, as `(account, token, revision)`; the stream ends when
@@ -526,40 +523,22 @@ impl Drop for Lease {
     }
 }
 
-/// The provider's storage of `account`: the last value of each of its keys.
+/// The provider's storage of `account`: the last value of each of its keys. The keys come
+/// from the stream's subject list (no consumer is made: a fleet refreshing thousands of
+/// accounts at once would run into the server's limit of consumers), each read directly.
 async fn read_storage(c: &Conn, account: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {
     let prefix = format!("{}accounts.{account}.kv.", c.kv.prefix);
-    let consumer =
-        c.kv.stream
-            .create_consumer(jetstream::consumer::push::OrderedConfig {
-                deliver_subject: c.js.client().new_inbox(),
-                filter_subject: format!("{prefix}>"),
-                deliver_policy: jetstream::consumer::DeliverPolicy::LastPerSubject,
-                replay_policy: jetstream::consumer::ReplayPolicy::Instant,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-    let mut pending = consumer.cached_info().num_pending;
+    let mut subjects =
+        c.kv.stream.info_with_subjects(format!("{prefix}>")).await.map_err(|e| e.to_string())?;
     let mut data = BTreeMap::new();
-    if pending == 0 {
-        return Ok(data);
-    }
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-    while pending > 0 {
-        let message =
-            messages.next().await.ok_or("the store closed the stream")?.map_err(|e| e.to_string())?;
-        pending -= 1;
-        let Some(key) = message.subject.as_str().strip_prefix(&prefix).and_then(decode_key) else { continue };
-        let deleted = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get("KV-Operation"))
-            .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
-        if deleted {
-            data.remove(&key);
-        } else {
-            data.insert(key, message.payload.to_vec());
+    while let Some(found) = subjects.next().await {
+        let (subject, _) = found.map_err(|e| e.to_string())?;
+        let Some(key) = subject.strip_prefix(&prefix).and_then(decode_key) else { continue };
+        let stored = subject.strip_prefix(&c.kv.prefix).unwrap_or(&subject);
+        if let Some(entry) = c.kv.entry(stored).await.map_err(|e| e.to_string())?
+            && entry.operation == kv::Operation::Put
+        {
+            data.insert(key, entry.value.to_vec());
         }
     }
     Ok(data)
