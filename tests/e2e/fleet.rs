@@ -557,3 +557,114 @@ fn stream_leader(url: &str) -> String {
         info.cluster.as_ref().and_then(|c| c.leader.clone()).expect("a leader")
     })
 }
+
+/// Credentials come from the environment (or `.env`), never from the URL, and never show.
+#[test]
+fn store_credentials_come_from_the_environment_and_never_show() {
+    let mut d = desk("fleet-creds", 1);
+    let password = format!("NatsPass-{}", tokenhost_sandbox::nonce());
+    let port = free_port();
+    let _nats = Nats::with(
+        &d.w.dir,
+        "auth",
+        port,
+        &["--user".into(), "desk".into(), "--pass".into(), password.clone()],
+    );
+    let url = format!("nats://127.0.0.1:{port}");
+    d.w.write("tokenhost.toml", &d.config(&url, ""));
+    let account = "acct-000";
+    // Without them the server refuses: a transient failure naming the store.
+    d.run(1, &["run", account]).assert_code(4).assert_stderr_has(&format!("the store at {url}"));
+    // A URL carrying them is refused before anything is sent.
+    let out = d.run(1, &["run", account, "--store", &format!("nats://desk:{password}@127.0.0.1:{port}")]);
+    out.assert_code(2).assert_stderr_has("credentials do not belong in the URL");
+    d.w.set_env("TOKENHOST_STORE_USER", Some("desk"));
+    d.w.set_env("TOKENHOST_STORE_PASSWORD", Some(&password));
+    d.run(1, &["run", account]).assert_code(0);
+    d.w.set_env("TOKENHOST_STORE_PASSWORD", Some("wrong"));
+    d.run(2, &["get", account]).assert_code(4).assert_stderr_has(&format!("the store at {url}"));
+    d.w.set_env("TOKENHOST_STORE_PASSWORD", None);
+    d.w.set_env("TOKENHOST_STORE_USER", None);
+    // From .env, as the other settings.
+    let env = std::fs::read_to_string(d.w.dir.join(".env")).unwrap_or_default();
+    d.w.write(".env", &format!("{env}TOKENHOST_STORE_USER=desk\nTOKENHOST_STORE_PASSWORD={password}\n"));
+    assert_eq!(d.get(2, account), d.get(1, account));
+    let mut secrets = d.secrets.clone();
+    secrets.push(password);
+    d.w.assert_not_leaked(&secrets, &d.sessions());
+}
+
+/// `tls://`: the server's certificate is checked against the configured CA.
+#[test]
+fn a_tls_store_is_reached_with_its_ca_and_refused_without() {
+    let d = desk("fleet-tls", 1);
+    let dir = &d.w.dir;
+    let ssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", text(&out.stderr));
+    };
+    ssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    ssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    ssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    let port = free_port();
+    let p = |f: &str| dir.join(f).display().to_string();
+    let _nats = Nats::with(
+        dir,
+        "tls",
+        port,
+        &["--tls".into(), "--tlscert".into(), p("server.pem"), "--tlskey".into(), p("server.key")],
+    );
+    let url = format!("tls://127.0.0.1:{port}");
+    let account = "acct-000";
+    d.w.write("tokenhost.toml", &d.config(&url, ""));
+    let out = d.run(1, &["run", account]);
+    out.assert_code(4)
+        .assert_stderr_has(&format!("the store at {url}"))
+        .assert_stderr_has("invalid peer certificate");
+    d.w.write("tokenhost.toml", &d.config(&url, &format!("ca = {:?}", p("ca.pem"))));
+    d.run(1, &["run", account]).assert_code(0);
+    assert_eq!(d.get(2, account), d.get(1, account));
+    d.assert_no_leak();
+}
