@@ -141,8 +141,9 @@ fn is_var_name(s: &str) -> bool {
 fn unexported(line: &str) -> (bool, &str) {
     let line = line.trim_start();
     match line.strip_prefix("export") {
-        // `export = 1` assigns a variable named `export`, as dotenv readers see it.
-        Some(rest) if rest.starts_with([' ', '\t']) && !rest.trim_start().starts_with('=') => {
+        // Any whitespace may follow (`\r` too, as dotenvy reads it); `export = 1` assigns a
+        // variable named `export`.
+        Some(rest) if rest.starts_with(char::is_whitespace) && !rest.trim_start().starts_with('=') => {
             (true, rest.trim_start())
         }
         _ => (false, line),
@@ -198,6 +199,8 @@ mod tests {
         assert_eq!(set_dotenv_line("exported=1\n", "X", "y"), "exported=1\nX=y\n");
         // Found by fuzzing: a variable named `export`, written with a space before `=`.
         assert_eq!(set_dotenv_line("export=1\n export = 2\n", "export", "y"), "export=y\n");
+        // Found by fuzzing: carriage returns between `export` and the name.
+        assert_eq!(set_dotenv_line("export\r\r  X = 0\r \nY=1\n", "X", "y"), "export X=y\nY=1\n");
         // A duplicate assignment would shadow the new value: it goes.
         assert_eq!(set_dotenv_line("T=a\nT=b\n", "T", "x"), "T=x\n");
     }

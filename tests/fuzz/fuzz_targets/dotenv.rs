@@ -52,7 +52,9 @@ fn is_var(k: &str) -> bool {
 fn assigns(line: &str, var: &str) -> bool {
     let body = line.trim_end_matches(['\r', '\n']).trim_start();
     let body = match body.strip_prefix("export") {
-        Some(rest) if rest.starts_with([' ', '\t']) && !rest.trim_start().starts_with('=') => rest.trim_start(),
+        Some(rest) if rest.starts_with(char::is_whitespace) && !rest.trim_start().starts_with('=') => {
+            rest.trim_start()
+        }
         _ => body,
     };
     body.strip_prefix(var).is_some_and(|rest| rest.trim_start().starts_with('='))
