@@ -13,9 +13,10 @@
  *                                      CreateProcessW: FILE holds the working directory on its
  *                                      first line and the whole command line on the second
  *                                      (UTF-8); exits with the program's exit code
- *   helper break MS ARGS...            runs ARGS (a program and its arguments) in a new process
- *                                      group of a console of its own, sends it Ctrl-Break after
- *                                      MS milliseconds, exits with its exit code
+ *   helper replace-open DIR            what replacing a file open for reading does: for a reader
+ *                                      without and with FILE_SHARE_DELETE, prints
+ *                                      "no-share-delete CODE" and "share-delete CODE", CODE being
+ *                                      0 if MoveFileExW replaced it, else its error
  */
 #include <windows.h>
 #include <sddl.h>
@@ -105,7 +106,7 @@ static WCHAR *widen(const char *s)
 /* The standard handles this program got, which its children get too. */
 static HANDLE std_handles[3];
 
-static int run(WCHAR *cmdline, const WCHAR *dir, DWORD flags, int break_after_ms)
+static int run(WCHAR *cmdline, const WCHAR *dir)
 {
     STARTUPINFOW si = {sizeof si};
     PROCESS_INFORMATION pi;
@@ -114,14 +115,9 @@ static int run(WCHAR *cmdline, const WCHAR *dir, DWORD flags, int break_after_ms
     si.hStdInput = std_handles[0];
     si.hStdOutput = std_handles[1];
     si.hStdError = std_handles[2];
-    if (!CreateProcessW(NULL, cmdline, NULL, NULL, TRUE, flags, NULL, dir, &si, &pi)) {
+    if (!CreateProcessW(NULL, cmdline, NULL, NULL, TRUE, 0, NULL, dir, &si, &pi)) {
         fprintf(stderr, "CreateProcessW failed: %lu\n", GetLastError());
         return 125;
-    }
-    if (break_after_ms >= 0) {
-        if (WaitForSingleObject(pi.hProcess, break_after_ms) == WAIT_TIMEOUT &&
-            !GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, pi.dwProcessId))
-            fprintf(stderr, "GenerateConsoleCtrlEvent failed: %lu\n", GetLastError());
     }
     WaitForSingleObject(pi.hProcess, INFINITE);
     GetExitCodeProcess(pi.hProcess, &code);
@@ -149,34 +145,40 @@ static int spawn(const char *file)
     *nl = 0;
     char *cmd = nl + 1;
     cmd[strcspn(cmd, "\r\n")] = 0;
-    return run(widen(cmd), widen(text), 0, -1);
+    return run(widen(cmd), widen(text));
 }
 
-static int ctrl_break(int ms, int argc, char **argv)
+static int replace_open(const char *dir)
 {
-    /* A console of our own, shared with the child, so that the event has somewhere to go. */
-    if (!AllocConsole())
-        fprintf(stderr, "AllocConsole failed: %lu\n", GetLastError());
-    SetConsoleCtrlHandler(NULL, TRUE);
-    WCHAR *cmd = GetCommandLineW();
-    /* The child's command line: ours after the third argument ("helper break MS"). */
-    int args;
-    LPWSTR *argw = CommandLineToArgvW(cmd, &args);
-    (void)argc;
-    (void)argv;
-    size_t len = 1;
-    for (int i = 3; i < args; i++)
-        len += wcslen(argw[i]) * 2 + 3;
-    WCHAR *line = calloc(len, sizeof(WCHAR)), *p = line;
-    for (int i = 3; i < args; i++) {
-        *p++ = L'"';
-        for (WCHAR *c = argw[i]; *c; c++)
-            *p++ = *c;
-        *p++ = L'"';
-        *p++ = L' ';
+    char a[MAX_PATH], b[MAX_PATH];
+    static const struct {
+        const char *name;
+        DWORD share;
+    } readers[] = {{"no-share-delete", FILE_SHARE_READ},
+                   {"share-delete", FILE_SHARE_READ | FILE_SHARE_DELETE}};
+    snprintf(a, sizeof a, "%s\\old.txt", dir);
+    snprintf(b, sizeof b, "%s\\new.txt", dir);
+    for (int i = 0; i < 2; i++) {
+        const char *files[2] = {a, b};
+        for (int f = 0; f < 2; f++) {
+            DWORD n;
+            HANDLE h = CreateFileA(files[f], GENERIC_WRITE, 0, NULL, CREATE_ALWAYS, 0, NULL);
+            if (h == INVALID_HANDLE_VALUE || !WriteFile(h, "x", 1, &n, NULL)) {
+                printf("error %lu\n", GetLastError());
+                return 1;
+            }
+            CloseHandle(h);
+        }
+        HANDLE r = CreateFileA(a, GENERIC_READ, readers[i].share, NULL, OPEN_EXISTING, 0, NULL);
+        if (r == INVALID_HANDLE_VALUE) {
+            printf("error %lu\n", GetLastError());
+            return 1;
+        }
+        BOOL moved = MoveFileExA(b, a, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH);
+        printf("%s %lu\n", readers[i].name, moved ? 0 : GetLastError());
+        CloseHandle(r);
     }
-    *p = 0;
-    return run(line, NULL, CREATE_NEW_PROCESS_GROUP, ms);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -193,8 +195,8 @@ int main(int argc, char **argv)
         return acl(argc - 2, argv + 2);
     if (argc == 3 && !strcmp(argv[1], "spawn"))
         return spawn(argv[2]);
-    if (argc >= 4 && !strcmp(argv[1], "break"))
-        return ctrl_break(atoi(argv[2]), argc, argv);
-    fprintf(stderr, "usage: helper read FILE SECONDS HOLD_MS | acl PATH... | spawn FILE | break MS ARGS...\n");
+    if (argc == 3 && !strcmp(argv[1], "replace-open"))
+        return replace_open(argv[2]);
+    fprintf(stderr, "usage: helper read FILE SECONDS HOLD_MS | acl PATH... | spawn FILE | replace-open DIR\n");
     return 2;
 }

@@ -89,7 +89,7 @@ impl TokenProvider for KotakNeo {
     fn describe() -> ProviderInfo {
         let login = config::optional("login-root").ok().flatten().unwrap_or_else(|| LOGIN_ROOT.into());
         let info = Info::new("kotakneo", env!("CARGO_PKG_VERSION"))
-            .secret("access-token", "the access token from the Neo app (Invest → Trade API → API Dashboard)")
+            .secret("access-token", "the access token from the Neo app (Invest > Trade API > API Dashboard)")
             .alias("KOTAK_ACCESS_TOKEN")
             .setting("mobile-number", "the registered mobile number with its country code: +91XXXXXXXXXX")
             .alias("KOTAK_MOBILE_NUMBER")
