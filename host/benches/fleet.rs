@@ -63,13 +63,23 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("tokenhost-bench-fleet-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut nats = Command::new(nats_server())
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(dir.join("nats"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Stopped when the bench ends, a failed assertion included.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _nats = Stop(
+        Command::new(nats_server())
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.join("nats"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -156,13 +166,11 @@ fn main() {
         assert!(out.status.success());
         start.elapsed()
     };
-    let mut from_files: Vec<Duration> = (0..200).map(|i| get(0, &files, &format!("a{:04}", i * 5))).collect();
+    let mut from_files: Vec<Duration> = (0..200).map(|i| get(0, &files, &format!("a{:04}", i * 5 % ACCOUNTS))).collect();
     report("get, file store (whole process)", &mut from_files);
     // A host that never ran: every answer comes from the store.
-    let mut from_store: Vec<Duration> = (0..200).map(|i| get(9, &fleet, &format!("a{:04}", i * 5))).collect();
+    let mut from_store: Vec<Duration> = (0..200).map(|i| get(9, &fleet, &format!("a{:04}", i * 5 % ACCOUNTS))).collect();
     report("get, fleet store (whole process)", &mut from_store);
 
-    let _ = nats.kill();
-    let _ = nats.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
