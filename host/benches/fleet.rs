@@ -166,10 +166,12 @@ fn main() {
         assert!(out.status.success());
         start.elapsed()
     };
-    let mut from_files: Vec<Duration> = (0..200).map(|i| get(0, &files, &format!("a{:04}", i * 5 % ACCOUNTS))).collect();
+    let mut from_files: Vec<Duration> =
+        (0..200).map(|i| get(0, &files, &format!("a{:04}", i * 5 % ACCOUNTS))).collect();
     report("get, file store (whole process)", &mut from_files);
     // A host that never ran: every answer comes from the store.
-    let mut from_store: Vec<Duration> = (0..200).map(|i| get(9, &fleet, &format!("a{:04}", i * 5 % ACCOUNTS))).collect();
+    let mut from_store: Vec<Duration> =
+        (0..200).map(|i| get(9, &fleet, &format!("a{:04}", i * 5 % ACCOUNTS))).collect();
     report("get, fleet store (whole process)", &mut from_store);
 
     let _ = std::fs::remove_dir_all(&dir);
