@@ -3,6 +3,7 @@
 //! tests/fleet/install.sh, cached) on free loopback ports, and the hosts are separate
 //! processes of the CLI, as on separate machines.
 
+use crate::daemon::wait_for;
 use crate::support::*;
 use crate::xts::XTS;
 use std::path::{Path, PathBuf};
@@ -24,10 +25,6 @@ fn nats_server() -> &'static Path {
         let path = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().trim().to_string();
         PathBuf::from(path)
     })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// One nats-server with JetStream, its data under `dir`.
@@ -273,15 +270,6 @@ fn signal(child: &Child, sig: i32) {
     }
 }
 
-#[track_caller]
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let until = Instant::now() + limit;
-    while !ok() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A host killed while it holds an account's lease: the lease lapses after its TTL and
 /// another host refreshes. A host paused while its broker call is answered comes back after
 /// another host stored a newer token: its write is refused by revision and changes nothing.
@@ -297,7 +285,7 @@ fn a_dead_lease_holder_is_replaced_after_the_ttl_and_a_paused_one_cannot_overwri
     // Host 1 takes the lease and waits on a slow broker; it is killed.
     d.mock.state().slow_logins = Some((1, Duration::from_secs(5)));
     let mut one = d.host(1, &["run", account]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    wait_until("host 1 at the broker", Duration::from_secs(20), || d.mock.state().logins == 1);
+    wait_for("host 1 at the broker", Duration::from_secs(20), || d.mock.state().logins == 1);
     assert!(entry(&url, &lease).is_some(), "host 1 holds the lease");
     one.kill().unwrap();
     one.wait().unwrap();
@@ -320,9 +308,9 @@ fn a_dead_lease_holder_is_replaced_after_the_ttl_and_a_paused_one_cannot_overwri
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until("host 1 at the broker", Duration::from_secs(20), || d.mock.state().logins == 3);
+    wait_for("host 1 at the broker", Duration::from_secs(20), || d.mock.state().logins == 3);
     signal(&paused, libc::SIGSTOP);
-    wait_until("host 1's lease to lapse", Duration::from_secs(20), || entry(&url, &lease).is_none());
+    wait_for("host 1's lease to lapse", Duration::from_secs(20), || entry(&url, &lease).is_none());
     // Host 3 refreshes meanwhile.
     d.run(3, &["run", account, "--force"])
         .assert_code(0)
@@ -392,11 +380,11 @@ fn daemons_on_two_hosts_write_a_third_hosts_token_to_their_env_files() {
         env_before.replace("ACCT_000_ACCESS_TOKEN=old", &format!("ACCT_000_ACCESS_TOKEN={token}"))
     };
     for (n, (_, log)) in daemons.iter().enumerate() {
-        wait_until("the daemon to watch the store", Duration::from_secs(20), || {
+        wait_for("the daemon to watch the store", Duration::from_secs(20), || {
             std::fs::read_to_string(log).unwrap().contains("watching the fleet store at")
         });
         // The token stored before it started is written at its first tick.
-        wait_until("the daemon's first tick", Duration::from_secs(20), || env(n + 1) == expect(&first));
+        wait_for("the daemon's first tick", Duration::from_secs(20), || env(n + 1) == expect(&first));
     }
     // Let `watch` subscribe (it prints nothing until a token is stored).
     std::thread::sleep(Duration::from_millis(500));
@@ -405,7 +393,7 @@ fn daemons_on_two_hosts_write_a_third_hosts_token_to_their_env_files() {
     let stored = Instant::now();
     let second = d.get(3, account);
     assert_ne!(second, first);
-    wait_until("both .env files", Duration::from_secs(1), || {
+    wait_for("both .env files", Duration::from_secs(1), || {
         env(1) == expect(&second) && env(2) == expect(&second)
     });
     eprintln!("both .env files had the new token {:?} after the storing host exited", stored.elapsed());
@@ -414,7 +402,7 @@ fn daemons_on_two_hosts_write_a_third_hosts_token_to_their_env_files() {
         assert!(said.contains(&format!("{account}: token from the fleet store, expires")), "{said}");
         assert!(!said.contains("refreshed ("), "the daemons did not log in themselves: {said}");
     }
-    wait_until("a watch event", Duration::from_secs(5), || {
+    wait_for("a watch event", Duration::from_secs(5), || {
         std::fs::read_to_string(&watch_log).unwrap().contains(&second)
     });
     let events = std::fs::read_to_string(&watch_log).unwrap();
@@ -521,7 +509,7 @@ fn a_node_of_a_three_node_cluster_dies_mid_run_and_no_token_is_lost() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until("30 logins", Duration::from_secs(60), || d.mock.state().logins >= 31);
+    wait_for("30 logins", Duration::from_secs(60), || d.mock.state().logins >= 31);
     let i = nodes.iter().position(|n| n.args.contains(&leader)).expect("the leader is one of ours");
     nodes[i].kill();
     eprintln!("killed {leader}, the bucket's leader, after {} logins", d.mock.state().logins - 1);

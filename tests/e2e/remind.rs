@@ -22,11 +22,6 @@ fn ist_clock(minutes: i64) -> String {
     tokenhost::time::civil(t, 330 * 60).1[..5].to_string()
 }
 
-/// A free port on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A webhook that keeps every JSON body POSTed to it.
 fn webhook() -> (Server, Arc<Mutex<Vec<serde_json::Value>>>) {
     let got = Arc::new(Mutex::new(Vec::new()));
