@@ -201,11 +201,18 @@ fn text(b: &[u8]) -> String {
 
 /// The bucket's raw entry, read with a plain NATS client as any program would.
 fn entry(url: &str, key: &str) -> Option<serde_json::Value> {
+    latest(url, key)
+        .filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
+        .map(|e| serde_json::from_slice(&e.value).unwrap())
+}
+
+/// The latest record of `key` (a value or a deletion), read with a plain NATS client.
+fn latest(url: &str, key: &str) -> Option<async_nats::jetstream::kv::Entry> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let client = async_nats::connect(url).await.unwrap();
         let kv = async_nats::jetstream::new(client).get_key_value("tokenhost").await.unwrap();
-        kv.get(key).await.unwrap().map(|v| serde_json::from_slice(&v).unwrap())
+        kv.entry(key).await.unwrap()
     })
 }
 
@@ -255,12 +262,7 @@ fn three_hosts_run_all_over_a_hundred_accounts_and_the_broker_sees_one_login_eac
 
 /// The revision of `key` (0: never written), read with a plain NATS client.
 fn revision(url: &str, key: &str) -> u64 {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(url).await.unwrap();
-        let kv = async_nats::jetstream::new(client).get_key_value("tokenhost").await.unwrap();
-        kv.entry(key).await.unwrap().map(|e| e.revision).unwrap_or(0)
-    })
+    latest(url, key).map(|e| e.revision).unwrap_or(0)
 }
 
 fn signal(child: &Child, sig: i32) {
