@@ -340,13 +340,13 @@ impl Fleet {
 
     /// The account's last outcome (empty when there is none or it cannot be read).
     pub(crate) async fn status(&self, account: &str) -> Result<AccountStatus, Error> {
-        let (value, _) = self.entry(&format!("accounts.{account}.status")).await?;
+        let (value, _) = self.entry(&tokenhost_rules::keys::status(account)).await?;
         Ok(value.and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default())
     }
 
     /// Records the account's last outcome.
     pub(crate) async fn put_status(&self, account: &str, status: &AccountStatus) -> Result<(), Error> {
-        self.put(&format!("accounts.{account}.status"), crate::store::json_bytes(status)?.into()).await
+        self.put(&tokenhost_rules::keys::status(account), crate::store::json_bytes(status)?.into()).await
     }
 
     /// The accounts that have a token in the store, sorted.
@@ -375,7 +375,7 @@ impl Fleet {
     /// Applies the provider's storage changes of `account`.
     pub async fn kv_apply(&self, account: &str, changes: Vec<KvChange>) -> Result<(), Error> {
         for (key, value) in changes {
-            let key = format!("accounts.{account}.kv.{}", encode_key(&key));
+            let key = format!("{}{}", tokenhost_rules::keys::storage_prefix(account), encode_key(&key));
             match value {
                 Some(v) => self.put(&key, v.into()).await?,
                 None => self.delete(&key).await?,
@@ -387,7 +387,7 @@ impl Fleet {
     /// Takes the account's lease, waiting while another host holds it. The lease is renewed
     /// until the returned guard is released (or dropped).
     pub async fn lease(self: &Arc<Self>, account: &str) -> Result<Lease, Error> {
-        let key = format!("leases.{account}");
+        let key = tokenhost_rules::keys::lease(account);
         let holder = serde_json::json!({
             "host": host_name(),
             "pid": std::process::id(),
@@ -527,7 +527,7 @@ impl Drop for Lease {
 /// from the stream's subject list (no consumer is made: a fleet refreshing thousands of
 /// accounts at once would run into the server's limit of consumers), each read directly.
 async fn read_storage(c: &Conn, account: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let prefix = format!("{}accounts.{account}.kv.", c.kv.prefix);
+    let prefix = format!("{}{}", c.kv.prefix, tokenhost_rules::keys::storage_prefix(account));
     let mut subjects =
         c.kv.stream.info_with_subjects(format!("{prefix}>")).await.map_err(|e| e.to_string())?;
     let mut data = BTreeMap::new();
@@ -553,36 +553,10 @@ fn message_id() -> String {
 }
 
 fn token_key(account: &str) -> String {
-    format!("accounts.{account}.token")
+    tokenhost_rules::keys::token(account)
 }
 
-/// A provider's key in NATS's key characters: bytes outside `[-/_A-Za-z0-9]` as `=XX`.
-pub fn encode_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' || b == b'/' || b == b'_' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("={b:02X}"));
-        }
-    }
-    out
-}
-
-/// The provider's key `encode_key` made `s`.
-pub fn decode_key(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'=' {
-            let hex = [bytes.next()?, bytes.next()?];
-            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
-        } else {
-            out.push(b);
-        }
-    }
-    String::from_utf8(out).ok()
-}
+pub use tokenhost_rules::keys::{decode as decode_key, encode as encode_key};
 
 fn host_name() -> String {
     std::env::var("HOSTNAME")

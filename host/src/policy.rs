@@ -17,8 +17,8 @@ pub struct Cutoff {
     pub utc_offset_minutes: i16,
 }
 
-/// How long a token whose expiry nobody can tell is trusted.
-pub(crate) const ASSUMED_LIFETIME_SECS: i64 = 24 * 3600;
+#[cfg(test)]
+use tokenhost_rules::ASSUMED_LIFETIME_SECS;
 
 /// The claims of a JWT the host reads, decoded once per token and without checking the
 /// signature (the brokers' keys are not ours). Both are `None` when the token is not a JWT.
@@ -55,8 +55,7 @@ pub fn jwt_exp(token: &str) -> Option<i64> {
 }
 
 /// The expiry of a new token and where it came from: the provider's word, else the JWT's
-/// `exp`, else the next daily cut-off, else [`ASSUMED_LIFETIME_SECS`]. A cut-off also caps the
-/// other two, since the broker kills every token then whatever it claims.
+/// `exp`, else the next daily cut-off, else a day ([`tokenhost_rules::resolve_expiry`]).
 pub fn resolve_expiry(
     provider_expiry: Option<i64>,
     claims: Claims,
@@ -64,19 +63,12 @@ pub fn resolve_expiry(
     cutoff: Option<Cutoff>,
     now: i64,
 ) -> (i64, &'static str) {
-    let cut = cutoff
-        .map(|c| crate::time::next_daily(issued_at.unwrap_or(now), c.hour, c.minute, c.utc_offset_minutes));
-    let (claimed, source) = match (provider_expiry, claims.exp) {
-        (Some(e), _) => (Some(e), "provider"),
-        (None, Some(e)) => (Some(e), "jwt"),
-        (None, None) => (None, "cutoff"),
-    };
-    match (claimed, cut) {
-        (Some(e), Some(c)) if c < e => (c, "cutoff"),
-        (Some(e), _) => (e, source),
-        (None, Some(c)) => (c, "cutoff"),
-        (None, None) => (now.saturating_add(ASSUMED_LIFETIME_SECS), "assumed"),
-    }
+    let cutoff = cutoff.map(|c| tokenhost_rules::Cutoff {
+        hour: c.hour,
+        minute: c.minute,
+        utc_offset_minutes: c.utc_offset_minutes,
+    });
+    tokenhost_rules::resolve_expiry(provider_expiry, claims.exp, issued_at, cutoff, now)
 }
 
 /// Why a refresh is due.
@@ -106,32 +98,28 @@ impl std::fmt::Display for Reason {
     }
 }
 
-/// Whether the stored token needs refreshing now; `refresh_ahead` overrides the token's own.
-pub fn due(token: Option<&StoredToken>, refresh_ahead: Option<u32>, now: i64) -> Option<Reason> {
-    let Some(t) = token else {
-        return Some(Reason::Missing);
-    };
-    if now >= expires(t) {
-        Some(Reason::Expired)
-    } else if now >= refresh_at(t, refresh_ahead) {
-        Some(Reason::Expiring)
-    } else {
-        None
+/// What of `t` decides when it is due.
+fn held(t: &StoredToken) -> tokenhost_rules::Held {
+    tokenhost_rules::Held {
+        expires_at: t.expires_at,
+        refreshed_at: t.refreshed_at,
+        refresh_ahead_secs: t.refresh_ahead_secs,
     }
 }
 
-/// When `t` stops being trusted: its expiry, else [`ASSUMED_LIFETIME_SECS`] after it was stored.
-fn expires(t: &StoredToken) -> i64 {
-    t.expires_at.unwrap_or(t.refreshed_at.saturating_add(ASSUMED_LIFETIME_SECS))
+/// Whether the stored token needs refreshing now; `refresh_ahead` overrides the token's own
+/// ([`tokenhost_rules::due`], the rule the wasmCloud scheduler follows too).
+pub fn due(token: Option<&StoredToken>, refresh_ahead: Option<u32>, now: i64) -> Option<Reason> {
+    tokenhost_rules::due(token.map(held), refresh_ahead, now).map(|d| match d {
+        tokenhost_rules::Due::Missing => Reason::Missing,
+        tokenhost_rules::Due::Expired => Reason::Expired,
+        tokenhost_rules::Due::Expiring => Reason::Expiring,
+    })
 }
 
-/// When `t` becomes due: `refresh_ahead` (else the ahead stored with it) before it expires.
-/// A token got inside that window is due only at its expiry: where a daily cut-off caps every
-/// token at the same time, a new one would die just as soon, and asking again at once would
-/// log in over and over until the cut-off (a TOTP broker locks such an account).
+/// When `t` becomes due ([`tokenhost_rules::Held::refresh_at`]).
 pub fn refresh_at(t: &StoredToken, refresh_ahead: Option<u32>) -> i64 {
-    let early = expires(t).saturating_sub(refresh_ahead.unwrap_or(t.refresh_ahead_secs) as i64);
-    if t.refreshed_at >= early { expires(t) } else { early }
+    held(t).refresh_at(refresh_ahead)
 }
 
 /// Exponential backoff with jitter: `first`, doubled after each failure, capped at `max`, each

@@ -82,20 +82,7 @@ pub fn span(secs: i64) -> String {
     }
 }
 
-/// The first moment after `after` at which the local time (UTC + `offset_minutes`) reads
-/// `hour:minute`.
-pub fn next_daily(after: i64, hour: u8, minute: u8, offset_minutes: i16) -> i64 {
-    // Beyond year 9999 nothing is meaningful, and the sums below stay in range.
-    let after = after.clamp(-LAST_SECOND, LAST_SECOND);
-    let offset = offset_minutes as i64 * 60;
-    let local = after + offset;
-    let day_start = local.div_euclid(86_400) * 86_400;
-    let mut at = day_start + hour as i64 * 3600 + minute as i64 * 60 - offset;
-    if at <= after {
-        at += 86_400;
-    }
-    at
-}
+pub use tokenhost_rules::next_daily;
 
 // Howard Hinnant's days-to-civil algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
