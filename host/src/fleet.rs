@@ -1,15 +1,19 @@
 //! The fleet store: NATS JetStream key-value, shared by every host that names it, so that one
 //! host refreshes each account and every host reads the same token.
 //!
-//! One bucket (`tokenhost` unless configured), one key layout, the same JSON as the files of
-//! the state directory:
+//! Two buckets: `tokenhost` (unless configured) holds the data, in one key layout and the same
+//! JSON as the files of the state directory; `tokenhost-leases` holds the leases. The data
+//! bucket has NATS's default key-value settings, so that other runtimes open it as it is
+//! (wasmCloud's `wasi:keyvalue` creates the bucket it opens, which succeeds only for one of
+//! the same settings); leases need per-key TTLs, which only their own bucket has.
 //!
 //! ```text
 //! accounts.<name>.token      the stored token (store::StoredToken)
 //! accounts.<name>.status     the last outcome
 //! accounts.<name>.kv.<key>   the provider's own storage (key bytes outside [-/_A-Za-z0-9]
 //!                            written as =XX)
-//! leases.<name>              {"host","pid","since"}: who refreshes the account now
+//! leases.<name>              {"host","pid","since"}: who refreshes the account now (in the
+//!                            leases bucket)
 //! ```
 //!
 //! A lease is a key created only if absent, with a per-key TTL (the server removes it when its
@@ -79,6 +83,14 @@ pub struct Fleet {
 struct Conn {
     js: jetstream::Context,
     kv: kv::Store,
+    leases: kv::Store,
+}
+
+impl Conn {
+    /// The bucket that holds `key`.
+    fn bucket(&self, key: &str) -> &kv::Store {
+        if key.starts_with("leases.") { &self.leases } else { &self.kv }
+    }
 }
 
 /// What writing a token did.
@@ -144,6 +156,17 @@ impl Fleet {
         &self.url
     }
 
+    /// The key-value bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Connects, creating the bucket with the fleet's settings if it is missing (and refusing
+    /// one that cannot hold leases).
+    pub async fn ensure_bucket(&self) -> Result<(), Error> {
+        self.conn().await.map(|_| ())
+    }
+
     /// A failure talking to the store: transient (exit 4), naming the store.
     fn failed(&self, what: &str, e: impl std::fmt::Display) -> Error {
         Error::Transient { message: format!("the store at {} ({what}): {e}", self.url), attempts: 1 }
@@ -188,46 +211,54 @@ impl Fleet {
             })?
             .map_err(|e| self.failed("connecting", e))?;
         let js = jetstream::new(client);
-        let config = kv::Config {
-            bucket: self.bucket.clone(),
-            description: "tokenhost: tokens, outcomes, provider storage and leases".into(),
-            history: 5,
+        // The data: NATS's default settings (any runtime's key-value opens the bucket as is).
+        let data =
+            kv::Config { bucket: self.bucket.clone(), num_replicas: self.replicas, ..Default::default() };
+        let kv = self.open_or_create(&js, data).await?;
+        let leases = kv::Config {
+            bucket: format!("{}-leases", self.bucket),
+            description: "tokenhost: which host refreshes which account now".into(),
             num_replicas: self.replicas,
             storage: jetstream::stream::StorageType::File,
-            // Per-key TTLs, for leases. The server keeps a message at least as long as the
-            // marker it leaves when it expires, so the markers live the shortest time allowed.
+            // Per-key TTLs. The server keeps a message at least as long as the marker it
+            // leaves when it expires, so the markers live the shortest time allowed.
             limit_markers: Some(MARKER_TTL),
             ..Default::default()
         };
-        // Opened, else created (by the first host); a cluster that has just started answers
-        // only once it has elected its leaders, so this is tried again for a while.
-        let started = std::time::Instant::now();
-        let kv = loop {
-            let error = match js.get_key_value(&self.bucket).await {
-                Ok(kv) => break kv,
-                Err(_) => match js.create_key_value(config.clone()).await {
-                    Ok(kv) => break kv,
-                    Err(e) => e.to_string(),
-                },
-            };
-            if started.elapsed() > PATIENCE {
-                return Err(self.failed(&format!("opening the bucket `{}`", self.bucket), error));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
+        let leases = self.open_or_create(&js, leases).await?;
         // A bucket made by hand must lapse leases as this one does.
-        let made = &kv.stream.cached_info().config;
+        let made = &leases.stream.cached_info().config;
         if !made.allow_message_ttl || made.subject_delete_marker_ttl.is_some_and(|t| t > MARKER_TTL) {
             return Err(Error::Config(format!(
-                "the bucket `{}` at {} cannot hold leases: it needs per-key TTLs (allow_msg_ttl) and delete \
-                 markers kept at most {} s (subject_delete_marker_ttl); let tokenhost create it, or use another \
-                 [store] bucket",
+                "the bucket `{}-leases` at {} cannot hold leases: it needs per-key TTLs (allow_msg_ttl) and \
+                 delete markers kept at most {} s (subject_delete_marker_ttl); let tokenhost create it, or use \
+                 another [store] bucket",
                 self.bucket,
                 self.url,
                 MARKER_TTL.as_secs()
             )));
         }
-        Ok(Conn { js, kv })
+        Ok(Conn { js, kv, leases })
+    }
+
+    /// Opens the bucket `config` names, else creates it (the first host); a cluster that has
+    /// just started answers only once it has elected its leaders, so this is tried again for a
+    /// while.
+    async fn open_or_create(&self, js: &jetstream::Context, config: kv::Config) -> Result<kv::Store, Error> {
+        let started = std::time::Instant::now();
+        loop {
+            let error = match js.get_key_value(&config.bucket).await {
+                Ok(kv) => return Ok(kv),
+                Err(_) => match js.create_key_value(config.clone()).await {
+                    Ok(kv) => return Ok(kv),
+                    Err(e) => e.to_string(),
+                },
+            };
+            if started.elapsed() > PATIENCE {
+                return Err(self.failed(&format!("opening the bucket `{}`", config.bucket), error));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// Runs `op` until it answers, for up to [`PATIENCE`]: a cluster electing a new leader
@@ -260,7 +291,7 @@ impl Fleet {
     /// `key`'s latest value and revision; a deleted key is `(None, revision)`, a missing one
     /// `(None, 0)`.
     async fn entry(&self, key: &str) -> Result<(Option<Bytes>, u64), Error> {
-        let entry = self.patiently(&format!("reading {key}"), |c| c.kv.entry(key)).await?;
+        let entry = self.patiently(&format!("reading {key}"), |c| c.bucket(key).entry(key)).await?;
         Ok(match entry {
             Some(e) if e.operation == kv::Operation::Put => (Some(e.value), e.revision),
             Some(e) => (None, e.revision),
@@ -285,7 +316,8 @@ impl Fleet {
             headers.insert("Nats-TTL", ttl.as_secs().max(1).to_string().as_str());
         }
         self.patiently(&format!("writing {key}"), |c| {
-            let (subject, headers, value) = (format!("{}{key}", c.kv.prefix), headers.clone(), value.clone());
+            let (subject, headers, value) =
+                (format!("{}{key}", c.bucket(key).prefix), headers.clone(), value.clone());
             async move {
                 match c.js.publish_with_headers(subject, headers, value).await?.await {
                     Ok(ack) => Ok(Some(ack.sequence)),
@@ -399,7 +431,7 @@ impl Fleet {
         let c = self.conn().await?;
         let mut changes =
             c.js.client()
-                .subscribe(format!("{}{key}", c.kv.prefix))
+                .subscribe(format!("{}{key}", c.leases.prefix))
                 .await
                 .map_err(|e| self.failed(&format!("watching {key}"), e))?;
         let started = std::time::Instant::now();
@@ -499,7 +531,8 @@ impl Lease {
             if let Ok(c) = c {
                 let rev = self.revision.load(Ordering::SeqCst);
                 let _ =
-                    tokio::time::timeout(OP_TIMEOUT, c.kv.delete_expect_revision(&self.key, Some(rev))).await;
+                    tokio::time::timeout(OP_TIMEOUT, c.leases.delete_expect_revision(&self.key, Some(rev)))
+                        .await;
             }
         }
     }

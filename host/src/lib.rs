@@ -16,7 +16,8 @@
 //!   `caps` (HTTP, settings, key-value, logs); [`engine`] loads, checks and caches components;
 //! - [`store`] keeps tokens on disk, [`fleet`] in a store shared by several hosts; [`sinks`] copies them where other programs read them;
 //!   [`notify`], [`metrics`] and [`logfile`] tell people, [`remind`] when a person must log in; [`listener`] is the one HTTP
-//!   listener (pushes, metrics, login callbacks); [`schedule`] writes scheduler entries.
+//!   listener (pushes, metrics, login callbacks); [`schedule`] writes scheduler entries, [`serverless`]
+//!   a wasmCloud workload.
 
 mod accounts;
 mod bindings;
@@ -35,6 +36,7 @@ pub mod provider;
 pub mod remind;
 pub mod schedule;
 pub mod secret;
+pub mod serverless;
 pub mod service;
 pub mod settings;
 pub mod sinks;

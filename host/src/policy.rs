@@ -166,8 +166,10 @@ pub struct Retry {
 
 /// How the daemon spaces whole runs of an account that keeps failing (each run retried
 /// already): 30 s, doubling, up to half an hour.
-pub const DAEMON_BACKOFF: Backoff =
-    Backoff { first: Duration::from_secs(30), max: Duration::from_secs(1800) };
+pub const DAEMON_BACKOFF: Backoff = Backoff {
+    first: Duration::from_secs(tokenhost_rules::FAILING_FIRST_SECS),
+    max: Duration::from_secs(tokenhost_rules::FAILING_MAX_SECS),
+};
 
 /// Why a pushed token must not be stored, if it must not. Pushes are unsigned, so the host
 /// trusts none by default: not a token it already has, not one older than the stored one, not

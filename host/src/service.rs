@@ -16,7 +16,7 @@ use crate::provider::{self, Grants, HostState, Provider, ProviderInfo, Token};
 use crate::secret::Secret;
 use crate::store::{StateDir, StoredExtra, StoredToken};
 use crate::{Error, time};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::SystemTime;
@@ -104,6 +104,18 @@ pub struct Inspection {
     pub sha256: String,
     /// Size of the file in bytes.
     pub size: u64,
+}
+
+/// What [`Service::deployment`] found.
+pub struct Deployment {
+    /// What the provider says of itself, with the account's settings visible.
+    pub info: ProviderInfo,
+    /// The values of its settings.
+    pub settings: BTreeMap<String, Secret>,
+    /// `host[:port]`s it may reach.
+    pub hosts: Vec<String>,
+    /// Hex SHA-256 of the component.
+    pub sha256: String,
 }
 
 /// What the daemon knows of a running account's component file.
@@ -823,7 +835,23 @@ impl Service {
         Ok(Inspection { info: p.info().clone(), sha256: loaded.sha256.clone(), size: loaded.size })
     }
 
-    /// Loads and starts the plan's component once, and remembers what it is, for
+    /// What running the account elsewhere takes: its component started with the account's
+    /// settings (so hosts that depend on them are known), what it says of itself, the
+    /// settings' values, and the hosts it may reach.
+    pub async fn deployment(&self, plan: &Plan) -> Result<Deployment, Error> {
+        let loaded = self.load(&plan.provider).await?;
+        let provider = self.start_loaded(plan, &loaded, KvBacking::Loaded(Default::default())).await?;
+        let info = provider.info().clone();
+        let settings = plan.settings(&info)?;
+        let hosts = plan.allow_hosts.clone().unwrap_or_else(|| info.hosts.clone());
+        if let Some(fleet) = &self.fleet {
+            // Made here with the fleet's settings (leases need per-key TTLs), before a
+            // runtime that would make a plain one opens it.
+            fleet.ensure_bucket().await?;
+        }
+        Ok(Deployment { info, settings, hosts, sha256: loaded.sha256.clone() })
+    }
+
     /// [`Service::swap_if_changed`].
     pub async fn watch(&self, plan: &Plan) -> Result<Watched, Error> {
         let loaded = self.load(&plan.provider).await?;

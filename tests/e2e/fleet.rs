@@ -211,7 +211,9 @@ fn latest(url: &str, key: &str) -> Option<async_nats::jetstream::kv::Entry> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let client = async_nats::connect(url).await.unwrap();
-        let kv = async_nats::jetstream::new(client).get_key_value("tokenhost").await.unwrap();
+        // Leases have their own bucket (with per-key TTLs); the data bucket has NATS's defaults.
+        let bucket = if key.starts_with("leases.") { "tokenhost-leases" } else { "tokenhost" };
+        let kv = async_nats::jetstream::new(client).get_key_value(bucket).await.unwrap();
         kv.entry(key).await.unwrap()
     })
 }

@@ -1,7 +1,8 @@
-//! The rules every place that refreshes tokens must agree on, as pure functions with no
-//! dependencies: the native host (`host/src/policy.rs`) and the guests (the SDK, and through it
+//! The rules every place that refreshes tokens must agree on, as pure functions: the native host (`host/src/policy.rs`) and the guests (the SDK, and through it
 //! the wasmCloud scheduler) build this same file, so a token is due at the same moment wherever
 //! it is refreshed, and is stored under the same key.
+
+pub mod jwt;
 
 /// How long a token whose expiry nobody can tell is trusted.
 pub const ASSUMED_LIFETIME_SECS: i64 = 24 * 3600;
@@ -111,6 +112,18 @@ pub fn due(held: Option<Held>, refresh_ahead: Option<u32>, now: i64) -> Option<D
     }
 }
 
+/// How long a refresher waits before trying an account that keeps failing again: 30 s after
+/// the first failure, doubling, at most half an hour (so a wrong secret does not lock the
+/// account at a broker that counts failed logins).
+pub const FAILING_FIRST_SECS: u64 = 30;
+/// The longest of those waits.
+pub const FAILING_MAX_SECS: u64 = 1800;
+
+/// The wait after `failures` (>= 1) failures in a row, before any jitter.
+pub fn failing_wait_secs(failures: u32) -> u64 {
+    FAILING_FIRST_SECS.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(FAILING_MAX_SECS)
+}
+
 /// The fleet store's key layout (NATS JetStream key-value, or any `wasi:keyvalue` bucket that
 /// every refresher and reader names). Keys use only `[-/_=.A-Za-z0-9]`, NATS's key characters.
 pub mod keys {
@@ -207,6 +220,13 @@ mod tests {
         assert_eq!(due(Some(late), None, 9_600), None, "got inside the window: due at expiry only");
         let unknown = Held { expires_at: None, refreshed_at: 0, refresh_ahead_secs: 0 };
         assert_eq!(due(Some(unknown), None, ASSUMED_LIFETIME_SECS), Some(Due::Expired));
+    }
+
+    #[test]
+    fn failing_accounts_wait_longer_each_time_up_to_half_an_hour() {
+        let waits: Vec<u64> = (1..=8).map(failing_wait_secs).collect();
+        assert_eq!(waits, [30, 60, 120, 240, 480, 960, 1800, 1800]);
+        assert_eq!(failing_wait_secs(u32::MAX), 1800);
     }
 
     #[test]

@@ -1,10 +1,31 @@
 //! Durable storage private to the account, through `wasi:keyvalue/store`.
+//!
+//! Two settings the runtime gives, never the user (tokenhost answers both as unset): `kv-bucket`
+//! names the bucket to open (default `""`, the one bucket wasmtime's CLI and tokenhost have;
+//! NATS-backed wasmCloud needs a real name), and `kv-prefix` goes before every key (on wasmCloud
+//! `accounts.<name>.kv.`, so the provider's storage is the fleet store's). Keys are written in
+//! NATS's key characters (bytes outside `[-/_A-Za-z0-9]` as `=XX`), which every backend takes.
 
 use crate::bindings::wasi::keyvalue::store;
 use crate::{ProviderError, Result};
 
+/// The setting naming the bucket.
+pub const BUCKET_SETTING: &str = "kv-bucket";
+/// The setting put before every key.
+pub const PREFIX_SETTING: &str = "kv-prefix";
+
 fn bucket() -> Result<store::Bucket> {
-    store::open("").map_err(storage_error)
+    let name = crate::config::or(BUCKET_SETTING, "")?;
+    store::open(&name).map_err(|e| match e {
+        store::Error::NoSuchStore if !name.is_empty() => {
+            crate::config_error(BUCKET_SETTING, format!("the runtime has no key-value bucket `{name}`"))
+        }
+        e => storage_error(e),
+    })
+}
+
+fn key(key: &str) -> Result<String> {
+    Ok(format!("{}{}", crate::config::or(PREFIX_SETTING, "")?, tokenhost_rules::keys::encode(key)))
 }
 
 fn storage_error(err: store::Error) -> ProviderError {
@@ -17,17 +38,17 @@ fn storage_error(err: store::Error) -> ProviderError {
 }
 
 /// The value stored under `key`.
-pub fn get(key: &str) -> Result<Option<String>> {
-    let bytes = bucket()?.get(key).map_err(storage_error)?;
+pub fn get(key_: &str) -> Result<Option<String>> {
+    let bytes = bucket()?.get(&key(key_)?).map_err(storage_error)?;
     Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
 }
 
 /// Stores `value` under `key`.
-pub fn set(key: &str, value: &str) -> Result<()> {
-    bucket()?.set(key, value.as_bytes()).map_err(storage_error)
+pub fn set(key_: &str, value: &str) -> Result<()> {
+    bucket()?.set(&key(key_)?, value.as_bytes()).map_err(storage_error)
 }
 
 /// Removes `key`.
-pub fn delete(key: &str) -> Result<()> {
-    bucket()?.delete(key).map_err(storage_error)
+pub fn delete(key_: &str) -> Result<()> {
+    bucket()?.delete(&key(key_)?).map_err(storage_error)
 }

@@ -60,10 +60,13 @@ pub mod config;
 pub mod hash;
 pub mod http;
 mod info;
-pub mod jwt;
+pub use tokenhost_rules::jwt;
 pub mod kv;
 pub mod time;
 pub mod totp;
+
+/// When a token is due and the fleet store's keys: the rules the host follows too.
+pub use tokenhost_rules as rules;
 
 pub use bindings::exports::tokenhost::provider::provider::{
     ConfigProblem, DailyCutoff, Extra, Interaction, ProviderError, ProviderInfo, Setting, Token,

@@ -2,7 +2,9 @@
 //!
 //! Before the provider has described itself nothing is declared and every read answers
 //! "not set", so `describe` can run without settings. Afterwards a read of an undeclared key
-//! is refused and recorded as a breach.
+//! is refused and recorded as a breach, except the settings a runtime rather than the user
+//! gives ([`RUNTIME_SETTINGS`]): tokenhost keeps each account's storage itself, so it answers
+//! those as not set.
 
 use super::Violations;
 use crate::secret::Secret;
@@ -10,6 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use wasmtime::component::{HasData, Linker};
 
 use crate::bindings::wasi::config::store::{self as generated, Error as ConfigError};
+
+/// Settings the SDK reads from whatever runs the provider (which key-value bucket, which key
+/// prefix); on tokenhost they are never set.
+pub const RUNTIME_SETTINGS: [&str; 2] = ["kv-bucket", "kv-prefix"];
 
 /// The settings one account may read.
 #[derive(Debug, Default)]
@@ -40,6 +46,9 @@ impl generated::Host for Settings {
         let Some(declared) = &self.declared else {
             return Ok(Ok(None));
         };
+        if RUNTIME_SETTINGS.contains(&key.as_str()) && !declared.contains(&key) {
+            return Ok(Ok(None));
+        }
         if !declared.contains(&key) {
             let list: Vec<&str> = declared.iter().map(String::as_str).collect();
             let what = format!(

@@ -186,6 +186,25 @@ pub enum Stateful {
         /// Account (or provider component)
         account: String,
     },
+    /// Write the files that run an account on a serverless WebAssembly platform (wasmCloud:
+    /// `wash dev` locally, a WorkloadDeployment on a cluster), storing its tokens in the fleet
+    /// store
+    Serverless {
+        /// The platform
+        #[arg(value_enum)]
+        platform: Platform,
+        /// Account
+        account: String,
+        /// Folder to write [default: wasmcloud-ACCOUNT]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Seconds between the scheduler's passes
+        #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=86_400))]
+        tick_secs: u32,
+        /// Registry the cluster pulls the two components from
+        #[arg(long, default_value = "localhost:5000/tokenhost", value_name = "REGISTRY")]
+        registry: String,
+    },
     /// Describe a provider component: version, settings, hosts, hash
     Inspect {
         /// The component
@@ -235,6 +254,13 @@ pub enum ScheduleAction {
     Remove,
 }
 
+/// `serverless` platforms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Platform {
+    /// wasmCloud 2 (`wash dev`, the Kubernetes operator).
+    Wasmcloud,
+}
+
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -258,6 +284,7 @@ impl Stateful {
             Stateful::Login { .. } => "login",
             Stateful::ServeWebhook { .. } => "serve-webhook",
             Stateful::Inspect { .. } => "inspect",
+            Stateful::Serverless { .. } => "serverless",
         }
     }
 
@@ -406,6 +433,30 @@ async fn dispatch(
         }
         Stateful::Schedule(args) => schedule(&planner, global, args),
         Stateful::Watch { account } => crate::daemon::watch(service, account.as_deref()).await,
+        Stateful::Serverless { platform: Platform::Wasmcloud, account, out: dir, tick_secs, registry } => {
+            let Some(fleet) = service.fleet() else {
+                return Err(Error::Config(
+                    "a wasmCloud workload stores its tokens in the fleet store: set [store] url in \
+                     tokenhost.toml or pass --store nats://HOST:4222"
+                        .into(),
+                ));
+            };
+            let plan = service.resolve(&planner, &account).await?;
+            let deployment = service.deployment(&plan).await?;
+            let dir = dir.unwrap_or_else(|| PathBuf::from(format!("wasmcloud-{}", plan.account)));
+            let workload = tokenhost::serverless::Workload {
+                account: &plan.account,
+                provider: &plan.provider,
+                deployment: &deployment,
+                store_url: fleet.url(),
+                bucket: fleet.bucket(),
+                tick_secs,
+                registry: &registry,
+            };
+            let written = tokenhost::serverless::wasmcloud(&dir, &workload)?;
+            out(&report::serverless(&written, &plan.account, fleet.url()));
+            Ok(ExitCode::Ok)
+        }
         Stateful::Inspect { provider, json } => {
             let inspection = service.inspect(&provider).await?;
             out(&report::inspection(&inspection, &provider, json));

@@ -309,6 +309,23 @@ pub fn inspection(i: &Inspection, path: &std::path::Path, json: bool) -> String 
     lines.join("\n")
 }
 
+/// What `serverless wasmcloud` wrote, and the commands that use it.
+pub fn serverless(w: &tokenhost::serverless::Written, account: &str, store: &str) -> String {
+    let dir = w.dir.display();
+    let secrets = match w.secret_settings.as_slice() {
+        [] => "no secret settings".to_string(),
+        names => format!("secret settings {} only in secrets.env (mode 0600, git-ignored)", names.join(", ")),
+    };
+    format!(
+        "{account}: wasmCloud workload written to {dir} ({} files; {secrets})\n\
+         \x20 run it here:  wash -C {dir} dev --non-interactive\n\
+         \x20 read tokens:  tokenhost --store {store} get {account}\n\
+         \x20 on a cluster: {dir}/workload.yaml (Secret `{}` from secrets.env)",
+        w.files.len(),
+        w.secret_name
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,3 +367,4 @@ mod tests {
         assert_eq!(powershell_line("ODD}`{", "v"), "${env:ODD`}```{} = 'v'\n");
     }
 }
+
