@@ -28,14 +28,14 @@ fn nats_server() -> &'static Path {
 }
 
 /// One nats-server with JetStream, its data under `dir`.
-struct Nats {
+pub struct Nats {
     child: Option<Child>,
     port: u16,
     args: Vec<String>,
 }
 
 impl Nats {
-    fn start(dir: &Path, name: &str) -> Nats {
+    pub fn start(dir: &Path, name: &str) -> Nats {
         Nats::with(dir, name, free_port(), &[])
     }
 
@@ -68,7 +68,7 @@ impl Nats {
         }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
@@ -200,7 +200,7 @@ fn text(b: &[u8]) -> String {
 }
 
 /// The bucket's raw entry, read with a plain NATS client as any program would.
-fn entry(url: &str, key: &str) -> Option<serde_json::Value> {
+pub fn entry(url: &str, key: &str) -> Option<serde_json::Value> {
     latest(url, key)
         .filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put)
         .map(|e| serde_json::from_slice(&e.value).unwrap())

@@ -19,6 +19,7 @@ mod shoonya;
 mod support;
 mod totp_fleet;
 mod upstox;
+mod wasmcloud;
 mod windows;
 mod xts;
 mod zerodha;

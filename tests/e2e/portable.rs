@@ -287,6 +287,9 @@ fn every_bundled_provider_imports_only_the_contract() {
         if path.file_stem().is_some_and(|s| s == "fixture_fs") {
             // The deliberate outsider proves the check can fail, and names the import.
             out.assert_code(6).assert_stderr_has("imports `wasi:filesystem/");
+        } else if path.file_stem().is_some_and(|s| s == "scheduler") {
+            // The wasmCloud service is no provider, and is told apart as one.
+            out.assert_code(6).assert_stderr_has("is not a token provider").assert_stderr_has("wasi:cli/run");
         } else {
             assert_eq!(out.code, 0, "{} steps outside the contract:\n{}", path.display(), out.stderr);
         }

@@ -367,4 +367,3 @@ mod tests {
         assert_eq!(powershell_line("ODD}`{", "v"), "${env:ODD`}```{} = 'v'\n");
     }
 }
-
