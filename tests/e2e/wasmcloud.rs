@@ -206,6 +206,11 @@ fn the_scheduler_on_wasmcloud_stores_the_token_hosts_read_it_and_a_wrong_secret_
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(attempts(&bad), 1, "one attempt, then the wait: {:?}", refused.said());
     assert!(refused.running(), "the scheduler stopped after a rejection:\n{}", refused.log());
+    // Every host sees the failure: the scheduler notes the outcome where hosts note theirs.
+    let status = w.run(&["status"]);
+    let row = status.stdout.lines().find(|l| l.starts_with("xts-wrong ")).unwrap_or_default().to_string();
+    assert!(row.contains("rejected"), "{}", status.stdout);
+    assert!(entry(&url, "accounts.xts.status").unwrap()["last_outcome"] == "refreshed");
     wait_for("the second try, 30 s after the first", Duration::from_secs(45), || {
         refused.said().iter().filter(|l| l.contains("xts-wrong: rejected")).count() == 2
     });

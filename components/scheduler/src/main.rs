@@ -10,6 +10,12 @@
 //! - `kv-bucket`: the fleet store's bucket (default `tokenhost`, as the host's `[store]`)
 //! - `tick-secs`: seconds between passes (default 60)
 //! - `refresh-ahead-secs`: refresh this long before expiry instead of the provider's own
+//! - `lead-secs`: refresh this much earlier still (default 300), so that hosts reading the
+//!   account never find its token due while the scheduler runs (and refresh it, with their
+//!   leases, only if it stops)
+//!
+//! Each attempt also updates the account's last outcome (`accounts.<name>.status`, the JSON of
+//! the state directory's `status.json`), so `tokenhost status` on any host shows a failure.
 //!
 //! It never logs a token or a setting's value: a line names the account, what happened and,
 //! for a failure, the kind and the provider's message.
@@ -50,6 +56,7 @@ struct Settings {
     bucket: String,
     tick: Duration,
     refresh_ahead: Option<u32>,
+    lead: u32,
 }
 
 /// An account that failed: how many times in a row, and when it may be tried again.
@@ -149,6 +156,7 @@ impl Settings {
             bucket: setting("kv-bucket")?.unwrap_or_else(|| "tokenhost".into()),
             tick: Duration::from_secs(tick as u64),
             refresh_ahead: number("refresh-ahead-secs")?,
+            lead: number("lead-secs")?.unwrap_or(300),
         })
     }
 }
@@ -188,8 +196,11 @@ fn tick(settings: &Settings, info: &ProviderInfo, account: &str, now: i64) -> Re
         refreshed_at: t["refreshed_at"].as_i64().unwrap_or(0),
         refresh_ahead_secs: t["refresh_ahead_secs"].as_u64().unwrap_or(0) as u32,
     });
-    let reason = match tokenhost_rules::due(held, settings.refresh_ahead, now) {
-        None => return Ok(Outcome::Fresh(held.map_or(now, |h| h.refresh_at(settings.refresh_ahead)))),
+    // The hosts' own rule, `lead` earlier.
+    let ahead =
+        held.map(|h| settings.refresh_ahead.unwrap_or(h.refresh_ahead_secs).saturating_add(settings.lead));
+    let reason = match tokenhost_rules::due(held, ahead, now) {
+        None => return Ok(Outcome::Fresh(held.map_or(now, |h| h.refresh_at(ahead)))),
         Some(Due::Missing) => "no token stored",
         Some(Due::Expired) => "token expired",
         Some(Due::Expiring) => "token expires soon",
@@ -198,7 +209,14 @@ fn tick(settings: &Settings, info: &ProviderInfo, account: &str, now: i64) -> Re
     if bucket.get(&keys::lease(account)).map_err(|e| storage("reading the lease", e))?.is_some() {
         return Ok(Outcome::Leased);
     }
-    let fresh = provider::refresh(stored.as_ref().map(current).as_ref()).map_err(describe_error)?;
+    let fresh = match provider::refresh(stored.as_ref().map(current).as_ref()) {
+        Ok(t) => t,
+        Err(e) => {
+            let (kind, message) = describe_error(e);
+            note_outcome(&bucket, account, info, now, Err((kind, &message)));
+            return Err(format!("{kind}: {message}"));
+        }
+    };
     let now = self::now();
     let cutoff = info.daily_cutoff.map(|c| Cutoff {
         hour: c.hour,
@@ -213,7 +231,7 @@ fn tick(settings: &Settings, info: &ProviderInfo, account: &str, now: i64) -> Re
         cutoff,
         now,
     );
-    let record = json!({
+    let token = json!({
         "account": account,
         "provider": info.name,
         "access_token": fresh.access_token,
@@ -225,9 +243,9 @@ fn tick(settings: &Settings, info: &ProviderInfo, account: &str, now: i64) -> Re
         "refreshed_at": now,
         "refresh_ahead_secs": settings.refresh_ahead.unwrap_or(info.refresh_ahead_secs),
     });
-    let bytes =
-        serde_json::to_vec_pretty(&record).map_err(|e| format!("storage: encoding the token: {e}"))?;
+    let bytes = serde_json::to_vec_pretty(&token).map_err(|e| format!("storage: encoding the token: {e}"))?;
     bucket.set(&key, &bytes).map_err(|e| storage("storing the token", e))?;
+    note_outcome(&bucket, account, info, now, Ok(()));
     Ok(Outcome::Refreshed { reason, expires_at })
 }
 
@@ -254,18 +272,63 @@ fn current(t: &Value) -> Token {
     }
 }
 
-/// The provider's error as one line: its kind first (`rejected: ...`).
-fn describe_error(e: ProviderError) -> String {
+/// The provider's error as the host names its kind (`rejected`, `transient`, ...) and one line.
+fn describe_error(e: ProviderError) -> (&'static str, String) {
     match e {
-        ProviderError::Config(p) => format!("config: setting `{}`: {}", p.key, p.message),
-        ProviderError::Rejected(m) => format!("rejected: {m}"),
-        ProviderError::Transient(m) => format!("transient: {m}"),
-        ProviderError::Protocol(m) => format!("protocol: {m}"),
+        ProviderError::Config(p) => ("config", format!("setting `{}`: {}", p.key, p.message)),
+        ProviderError::Rejected(m) => ("rejected", m),
+        ProviderError::Transient(m) => ("transient", m),
+        ProviderError::Protocol(m) => {
+            ("transient", format!("the broker's answer could not be understood: {m}"))
+        }
         ProviderError::InteractionRequired(i) => match i.url {
-            Some(url) => format!("interaction required: {} ({url})", i.message),
-            None => format!("interaction required: {}", i.message),
+            Some(url) => ("interaction-required", format!("{} ({url})", i.message)),
+            None => ("interaction-required", i.message),
         },
-        ProviderError::Unsupported(m) => format!("unsupported: {m}"),
+        ProviderError::Unsupported(m) => ("config", m),
+    }
+}
+
+/// Updates the account's last outcome, keeping what else is there (what `check` and `logout`
+/// noted on a host). Best effort: the token is what matters, and a failure to note the outcome
+/// is logged with the next pass's line anyway.
+fn note_outcome(
+    bucket: &kv::Bucket,
+    account: &str,
+    info: &ProviderInfo,
+    now: i64,
+    outcome: Result<(), (&str, &str)>,
+) {
+    let key = keys::status(account);
+    let mut status = bucket
+        .get(&key)
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({"consecutive_failures": 0, "refresh_count": 0}));
+    let failures = status["consecutive_failures"].as_u64().unwrap_or(0);
+    status["provider"] = json!(info.name);
+    status["last_attempt"] = json!(now);
+    match outcome {
+        Ok(()) => {
+            status["last_success"] = json!(now);
+            status["last_outcome"] = json!("refreshed");
+            status["last_error"] = Value::Null;
+            status["consecutive_failures"] = json!(0);
+            status["refresh_count"] = json!(status["refresh_count"].as_u64().unwrap_or(0) + 1);
+            if let Some(o) = status.as_object_mut() {
+                o.remove("invalid_token_of");
+            }
+        }
+        Err((kind, message)) => {
+            status["last_outcome"] = json!(kind);
+            status["last_error"] = json!(message);
+            status["consecutive_failures"] = json!(failures + 1);
+        }
+    }
+    if let Ok(bytes) = serde_json::to_vec_pretty(&status) {
+        let _ = bucket.set(&key, &bytes);
     }
 }
 
