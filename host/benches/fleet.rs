@@ -9,7 +9,9 @@
 //!
 //! Figures, not pass/fail: nothing here asserts a time.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,13 +20,6 @@ use tokenhost_sandbox::xts::{Api, XtsMock};
 const BIN: &str = env!("CARGO_BIN_EXE_tokenhost");
 const XTS: &str = env!("TOKENHOST_COMPONENT_XTS");
 const ACCOUNTS: usize = 1000;
-
-fn nats_server() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fleet/install.sh");
-    let out = Command::new("bash").arg(script).stderr(Stdio::inherit()).output().unwrap();
-    assert!(out.status.success(), "tests/fleet/install.sh failed");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().lines().last().unwrap().trim())
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -62,28 +57,7 @@ fn main() {
     }
     let dir = std::env::temp_dir().join(format!("tokenhost-bench-fleet-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    // Stopped when the bench ends, a failed assertion included.
-    struct Stop(std::process::Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _nats = Stop(
-        Command::new(nats_server())
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.join("nats"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let url = format!("nats://127.0.0.1:{port}");
+    let (_nats, url) = support::nats(&dir);
 
     let mock = XtsMock::new();
     let server = mock.serve();

@@ -8,33 +8,15 @@
 //!
 //! Figures, not pass/fail: nothing here asserts a time.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokenhost_sandbox::xts::{Api, XtsMock};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tokenhost");
 const XTS: &str = env!("TOKENHOST_COMPONENT_XTS");
 const STARTS: usize = 7;
-
-fn installed(script: &str) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(script);
-    let out = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output().unwrap();
-    assert!(out.status.success(), "{} failed", script.display());
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().lines().last().unwrap().trim())
-}
-
-/// Stopped when the bench ends, a failed assertion included.
-struct Stop(Child);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        std::thread::sleep(Duration::from_millis(200));
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -61,23 +43,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let (nats_server, wash) = (installed("tests/fleet/install.sh"), installed("tests/wasmcloud/install.sh"));
+    let wash = support::installed("tests/wasmcloud/install.sh");
     let dir = std::env::temp_dir().join(format!("tokenhost-bench-wasmcloud-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _nats = Stop(
-        Command::new(nats_server)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.join("nats"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let url = format!("nats://127.0.0.1:{port}");
+    let (_nats, url) = support::nats(&dir);
     let mock = XtsMock::new();
     mock.app("bench-key", "bench-secret", "BENCH", Api::Interactive);
     let server = mock.serve();
@@ -115,7 +84,7 @@ fn main() {
     for _ in 0..STARTS {
         rt.block_on(kv.purge("accounts.xts.token")).unwrap();
         let start = Instant::now();
-        let child = Stop(
+        let child = support::Stop(
             Command::new(&wash)
                 .arg("-C")
                 .arg(dir.join("wc"))

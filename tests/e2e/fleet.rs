@@ -15,16 +15,7 @@ use tokenhost_sandbox::xts::{Api, XtsMock};
 /// The nats-server binary: `TOKENHOST_NATS_SERVER`, else installed by tests/fleet/install.sh.
 fn nats_server() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        if let Some(p) = std::env::var_os("TOKENHOST_NATS_SERVER").filter(|p| !p.is_empty()) {
-            return PathBuf::from(p);
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fleet/install.sh");
-        let out = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output().unwrap();
-        assert!(out.status.success(), "{} failed", script.display());
-        let path = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().trim().to_string();
-        PathBuf::from(path)
-    })
+    PATH.get_or_init(|| installed_tool("TOKENHOST_NATS_SERVER", "tests/fleet/install.sh"))
 }
 
 /// One nats-server with JetStream, its data under `dir`.

@@ -290,3 +290,15 @@ pub fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
+
+/// A tool the tests run: the path in `env_var` if set, else the one `script` (under the
+/// repository root) installs into the cache, printing its path last.
+pub fn installed_tool(env_var: &str, script: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env_var).filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(script);
+    let out = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output().unwrap();
+    assert!(out.status.success(), "{} failed", script.display());
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().lines().last().unwrap().trim())
+}

@@ -16,15 +16,7 @@ use tokenhost_sandbox::xts::{Api, XtsMock};
 /// `wash`: `TOKENHOST_WASH`, else installed by tests/wasmcloud/install.sh.
 fn wash() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        if let Some(p) = std::env::var_os("TOKENHOST_WASH").filter(|p| !p.is_empty()) {
-            return PathBuf::from(p);
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/wasmcloud/install.sh");
-        let out = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output().unwrap();
-        assert!(out.status.success(), "{} failed", script.display());
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().lines().last().unwrap().trim())
-    })
+    PATH.get_or_init(|| installed_tool("TOKENHOST_WASH", "tests/wasmcloud/install.sh"))
 }
 
 /// `wash dev` of one generated workload, its output in `DIR.log`.
