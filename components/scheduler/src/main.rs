@@ -108,9 +108,6 @@ fn main() -> ExitCode {
                         span(expires_at - now)
                     );
                 }
-                Ok(Outcome::Leased) => {
-                    eprintln!("pass {pass}: {account}: skipped, a host holds its lease and is refreshing it")
-                }
                 Err(problem) => {
                     let failures = failing.get(account).map_or(0, |f| f.failures) + 1;
                     let wait = tokenhost_rules::failing_wait_secs(failures) as i64;
@@ -178,8 +175,6 @@ enum Outcome {
         reason: &'static str,
         expires_at: i64,
     },
-    /// A tokenhost host is refreshing it now.
-    Leased,
 }
 
 /// One account, once: read, decide, refresh, store.
@@ -205,10 +200,6 @@ fn tick(settings: &Settings, info: &ProviderInfo, account: &str, now: i64) -> Re
         Some(Due::Expired) => "token expired",
         Some(Due::Expiring) => "token expires soon",
     };
-    // A tokenhost host that took the account's lease is logging in now: let it.
-    if bucket.get(&keys::lease(account)).map_err(|e| storage("reading the lease", e))?.is_some() {
-        return Ok(Outcome::Leased);
-    }
     let fresh = match provider::refresh(stored.as_ref().map(current).as_ref()) {
         Ok(t) => t,
         Err(e) => {
