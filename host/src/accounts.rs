@@ -88,7 +88,7 @@ impl Account {
     pub async fn save_token(&self, token: &StoredToken) -> Result<Written, Error> {
         match self {
             Account::Local(d) => {
-                crate::service::off_thread(|| d.save_token(token))?;
+                crate::off_thread(|| d.save_token(token))?;
                 Ok(Written::Stored(0))
             }
             Account::Fleet { local, fleet, name, revision } => {
@@ -107,7 +107,7 @@ impl Account {
         if let Account::Fleet { fleet, name, .. } = self {
             fleet.delete_token(name).await?;
         }
-        crate::service::off_thread(|| self.local().remove_token())
+        crate::off_thread(|| self.local().remove_token())
     }
 
     /// The last outcome (empty when never attempted).
@@ -121,8 +121,8 @@ impl Account {
     /// Records the last outcome (`durable`: a logout, which replayed pushes are judged by).
     pub async fn save_status(&self, status: &AccountStatus, durable: bool) -> Result<(), Error> {
         match self {
-            Account::Local(d) if durable => crate::service::off_thread(|| d.save_logout(status)),
-            Account::Local(d) => crate::service::off_thread(|| d.save_status(status)),
+            Account::Local(d) if durable => crate::off_thread(|| d.save_logout(status)),
+            Account::Local(d) => crate::off_thread(|| d.save_status(status)),
             Account::Fleet { fleet, name, .. } => fleet.put_status(name, status).await,
         }
     }
@@ -165,6 +165,6 @@ pub(crate) fn mirror(local: &AccountDir, token: &StoredToken) -> Result<bool, Er
         return Ok(false);
     }
     tracing::debug!("a token from the fleet store, stored {}, copied here", time::iso(token.refreshed_at));
-    crate::service::off_thread(|| local.save_token(token))?;
+    crate::off_thread(|| local.save_token(token))?;
     Ok(true)
 }

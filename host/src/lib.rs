@@ -45,3 +45,15 @@ pub mod time;
 mod winfs;
 
 pub use error::{Cause, Error, ExitCode};
+
+/// Runs blocking work (fsyncs, renames, compiles, a person typing) so that a multi-threaded
+/// runtime moves its other tasks to another thread meanwhile; on a single-threaded one there is
+/// nothing else to move.
+pub(crate) fn off_thread<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}

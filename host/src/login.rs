@@ -260,7 +260,7 @@ pub async fn login(
         let state = crate::secret::random_hex();
         let url = provider.login_url(&redirect, &state).await?;
         ui.show(&url, &name, "you", timeout);
-        let line = crate::service::off_thread(|| ui.paste(&redirect))
+        let line = crate::off_thread(|| ui.paste(&redirect))
             .map_err(|e| Error::io("reading the pasted address", e))?;
         let params = pasted(&line, &state, url.contains(&state))?;
         return service.complete_login(plan, &mut provider, &params).await;

@@ -15,7 +15,7 @@ use crate::policy::{self, Claims, Cutoff, Identity, Reason};
 use crate::provider::{self, Grants, HostState, Provider, ProviderInfo, Token};
 use crate::secret::Secret;
 use crate::store::{StateDir, StoredExtra, StoredToken};
-use crate::{Error, time};
+use crate::{Error, off_thread, time};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -928,18 +928,6 @@ impl Drop for Service {
     /// A component compiled in this process is in the cache before the process goes on.
     fn drop(&mut self) {
         self.settle();
-    }
-}
-
-/// Runs blocking work (fsyncs, renames, compiles, a person typing) so that a multi-threaded
-/// runtime moves its other tasks to another thread meanwhile; on a single-threaded one there is
-/// nothing else to move.
-pub(crate) fn off_thread<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
     }
 }
 
