@@ -252,6 +252,23 @@ fn upstox_logs_in_and_takes_pushes_under_wasmtime_and_node() {
             .starts_with("err(rejected(")
     );
     assert_eq!(under_node(UPSTOX, &settings, &[], &["accept-push", &body])["err"]["tag"], "rejected");
+
+    // The runtime's storage settings (wasmCloud's): `kv-prefix` goes before every key, in both.
+    let mut prefixed = settings.to_vec();
+    prefixed.push(("kv-prefix", "accounts.up.kv."));
+    let kv = [("accounts.up.kv.pending-request-expiry-ms", pending.as_str())];
+    let wave = under_wasmtime(UPSTOX, &prefixed, &kv, &format!("accept-push([{}])", wave_body.join(", ")));
+    assert_eq!(wave_string(&wave, "access-token").as_deref(), Some("pushed-token"), "{wave}");
+    assert_eq!(
+        under_node(UPSTOX, &prefixed, &kv, &["accept-push", &body])["ok"]["accessToken"],
+        "pushed-token"
+    );
+    // `kv-bucket` names a bucket this runtime does not have (wasmtime's is ""): said as that setting.
+    let mut elsewhere = settings.to_vec();
+    elsewhere.push(("kv-bucket", "tokenhost"));
+    let wave = under_wasmtime(UPSTOX, &elsewhere, &[], &format!("accept-push([{}])", wave_body.join(", ")));
+    assert!(wave.starts_with("err(config(") && wave.contains("\"kv-bucket\""), "{wave}");
+    assert!(wave.contains("no key-value bucket `tokenhost`"), "{wave}");
 }
 
 #[test]
