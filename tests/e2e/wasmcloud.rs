@@ -150,10 +150,17 @@ fn the_scheduler_on_wasmcloud_stores_the_token_hosts_read_it_and_a_wrong_secret_
         peak
     );
 
-    // Any host reads it from the fleet store.
-    let get = w.run(&["get", "xts", "--format", "raw"]);
-    get.assert_code(0);
-    let token = get.stdout.trim().to_string();
+    // Any host reads it from the fleet store: one with nothing but the store's address.
+    let elsewhere = w.dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let args = ["--store", url.as_str(), "get", "xts", "--format", "raw"];
+    let get =
+        w.command(&args).current_dir(&elsewhere).env("TOKENHOST_STATE_DIR", elsewhere.join("state")).output();
+    let get = get.unwrap();
+    w.record(&args[2..], &get); // a `get`: its stdout is the token, on purpose
+    assert!(get.status.success(), "{}", String::from_utf8_lossy(&get.stderr));
+    let token = String::from_utf8(get.stdout).unwrap().trim().to_string();
+    assert_eq!(w.run(&["get", "xts", "--format", "raw"]).stdout.trim(), token);
     assert!(good.state().sessions.contains_key(&token), "{token:?} is not a session the broker gave");
     assert_eq!(good.state().logins, 1);
     let stored = entry(&url, "accounts.xts.token").unwrap();
