@@ -156,13 +156,13 @@ impl Fleet {
         &self.url
     }
 
-    /// The key-value bucket.
+    /// The data bucket's name (the leases' is this and `-leases`).
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
 
-    /// Connects, creating the bucket with the fleet's settings if it is missing (and refusing
-    /// one that cannot hold leases).
+    /// Connects, creating the data bucket and the leases bucket if they are missing (and
+    /// refusing a leases bucket that cannot lapse leases).
     pub async fn ensure_bucket(&self) -> Result<(), Error> {
         self.conn().await.map(|_| ())
     }
@@ -340,7 +340,7 @@ impl Fleet {
 
     /// The account's stored token and its revision (0: none ever).
     pub async fn token(&self, account: &str) -> Result<(Option<StoredToken>, u64), Error> {
-        let key = token_key(account);
+        let key = tokenhost_rules::keys::token(account);
         let (value, revision) = self.entry(&key).await?;
         let token = match value {
             Some(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
@@ -359,7 +359,7 @@ impl Fleet {
         revision: u64,
     ) -> Result<Written, Error> {
         let bytes = crate::store::json_bytes(token)?;
-        Ok(match self.cas(&token_key(account), bytes.into(), revision, None).await? {
+        Ok(match self.cas(&tokenhost_rules::keys::token(account), bytes.into(), revision, None).await? {
             Some(r) => Written::Stored(r),
             None => Written::Superseded,
         })
@@ -367,7 +367,7 @@ impl Fleet {
 
     /// Forgets the account's token.
     pub async fn delete_token(&self, account: &str) -> Result<(), Error> {
-        self.delete(&token_key(account)).await
+        self.delete(&tokenhost_rules::keys::token(account)).await
     }
 
     /// The account's last outcome (empty when there is none or it cannot be read).
@@ -583,10 +583,6 @@ fn message_id() -> String {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
     format!("{}-{}-{nanos}-{}", host_name(), std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
-
-fn token_key(account: &str) -> String {
-    tokenhost_rules::keys::token(account)
 }
 
 pub use tokenhost_rules::keys::{decode as decode_key, encode as encode_key};

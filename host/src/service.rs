@@ -114,8 +114,6 @@ pub struct Deployment {
     pub settings: BTreeMap<String, Secret>,
     /// `host[:port]`s it may reach.
     pub hosts: Vec<String>,
-    /// Hex SHA-256 of the component.
-    pub sha256: String,
 }
 
 /// What the daemon knows of a running account's component file.
@@ -845,13 +843,14 @@ impl Service {
         let settings = plan.settings(&info)?;
         let hosts = plan.allow_hosts.clone().unwrap_or_else(|| info.hosts.clone());
         if let Some(fleet) = &self.fleet {
-            // Made here with the fleet's settings (leases need per-key TTLs), before a
-            // runtime that would make a plain one opens it.
+            // The store reached now, so that a wrong address is said here and not in the
+            // workload's log, and its buckets made (the leases' with per-key TTLs).
             fleet.ensure_bucket().await?;
         }
-        Ok(Deployment { info, settings, hosts, sha256: loaded.sha256.clone() })
+        Ok(Deployment { info, settings, hosts })
     }
 
+    /// Loads and starts the plan's component once, and remembers what it is, for
     /// [`Service::swap_if_changed`].
     pub async fn watch(&self, plan: &Plan) -> Result<Watched, Error> {
         let loaded = self.load(&plan.provider).await?;

@@ -8,9 +8,6 @@ pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-/// 9999-12-31T23:59:59Z: times are clamped to within this many seconds of the epoch.
-pub const LAST_SECOND: i64 = 253_402_300_799;
-
 /// `2026-11-22T09:00:00Z`.
 pub fn iso(ts: i64) -> String {
     let days = ts.div_euclid(86_400);
