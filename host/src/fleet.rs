@@ -130,7 +130,7 @@ impl Fleet {
                 ));
             }
         }
-        let bucket = config.bucket.clone().unwrap_or_else(|| "tokenhost".into());
+        let bucket = config.bucket.clone().unwrap_or_else(|| tokenhost_rules::keys::DEFAULT_BUCKET.into());
         if bucket.is_empty() || !bucket.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(Error::Config(format!(
                 "[store] bucket `{bucket}`: use letters, digits, `-` and `_`"

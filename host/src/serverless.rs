@@ -13,6 +13,7 @@ use crate::service::Deployment;
 use crate::{Error, store};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use tokenhost_rules::keys;
 
 /// The scheduler component, built from `components/scheduler`.
 const SCHEDULER: &[u8] = include_bytes!(env!("TOKENHOST_COMPONENT_SCHEDULER"));
@@ -70,11 +71,11 @@ pub fn wasmcloud(dir: &Path, w: &Workload) -> Result<Written, Error> {
             config.push((s.name.clone(), value));
         }
     }
-    config.push(("kv-bucket".into(), w.bucket.into()));
-    config.push(("kv-prefix".into(), tokenhost_rules::keys::storage_prefix(w.account)));
+    config.push((keys::BUCKET_SETTING.into(), w.bucket.into()));
+    config.push((keys::PREFIX_SETTING.into(), keys::storage_prefix(w.account)));
     let scheduler_config = [
         ("accounts".to_string(), w.account.to_string()),
-        ("kv-bucket".to_string(), w.bucket.to_string()),
+        (keys::BUCKET_SETTING.to_string(), w.bucket.to_string()),
         ("tick-secs".to_string(), w.tick_secs.to_string()),
     ];
     let secret_name = format!("tokenhost-{}", w.account.to_ascii_lowercase().replace('_', "-"));

@@ -178,6 +178,16 @@ pub mod keys {
         String::from_utf8(out).ok()
     }
 
+    /// The fleet store's data bucket unless configured.
+    pub const DEFAULT_BUCKET: &str = "tokenhost";
+
+    /// The setting (`wasi:config`) a runtime gives a provider to name the bucket it opens
+    /// (unset: `""`); the scheduler reads it too, for the fleet's bucket.
+    pub const BUCKET_SETTING: &str = "kv-bucket";
+    /// The setting a runtime gives a provider to put before each of its keys (on wasmCloud
+    /// [`storage_prefix`] of the account).
+    pub const PREFIX_SETTING: &str = "kv-prefix";
+
     /// Whether `name` may name an account in a key: non-empty, no `.`, `*`, `>` or space.
     pub fn valid_account(name: &str) -> bool {
         !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')

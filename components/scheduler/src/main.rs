@@ -150,7 +150,7 @@ impl Settings {
         }
         Ok(Settings {
             accounts,
-            bucket: setting("kv-bucket")?.unwrap_or_else(|| "tokenhost".into()),
+            bucket: setting(keys::BUCKET_SETTING)?.unwrap_or_else(|| keys::DEFAULT_BUCKET.into()),
             tick: Duration::from_secs(tick as u64),
             refresh_ahead: number("refresh-ahead-secs")?,
             lead: number("lead-secs")?.unwrap_or(300),

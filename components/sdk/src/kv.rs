@@ -9,10 +9,7 @@
 use crate::bindings::wasi::keyvalue::store;
 use crate::{ProviderError, Result};
 
-/// The setting naming the bucket.
-pub const BUCKET_SETTING: &str = "kv-bucket";
-/// The setting put before every key.
-pub const PREFIX_SETTING: &str = "kv-prefix";
+pub use tokenhost_rules::keys::{BUCKET_SETTING, PREFIX_SETTING};
 
 fn bucket() -> Result<store::Bucket> {
     let name = crate::config::or(BUCKET_SETTING, "")?;
@@ -24,7 +21,7 @@ fn bucket() -> Result<store::Bucket> {
     })
 }
 
-fn key(key: &str) -> Result<String> {
+fn full_key(key: &str) -> Result<String> {
     Ok(format!("{}{}", crate::config::or(PREFIX_SETTING, "")?, tokenhost_rules::keys::encode(key)))
 }
 
@@ -38,17 +35,17 @@ fn storage_error(err: store::Error) -> ProviderError {
 }
 
 /// The value stored under `key`.
-pub fn get(key_: &str) -> Result<Option<String>> {
-    let bytes = bucket()?.get(&key(key_)?).map_err(storage_error)?;
+pub fn get(key: &str) -> Result<Option<String>> {
+    let bytes = bucket()?.get(&full_key(key)?).map_err(storage_error)?;
     Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
 }
 
 /// Stores `value` under `key`.
-pub fn set(key_: &str, value: &str) -> Result<()> {
-    bucket()?.set(&key(key_)?, value.as_bytes()).map_err(storage_error)
+pub fn set(key: &str, value: &str) -> Result<()> {
+    bucket()?.set(&full_key(key)?, value.as_bytes()).map_err(storage_error)
 }
 
 /// Removes `key`.
-pub fn delete(key_: &str) -> Result<()> {
-    bucket()?.delete(&key(key_)?).map_err(storage_error)
+pub fn delete(key: &str) -> Result<()> {
+    bucket()?.delete(&full_key(key)?).map_err(storage_error)
 }

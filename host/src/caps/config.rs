@@ -15,7 +15,8 @@ use crate::bindings::wasi::config::store::{self as generated, Error as ConfigErr
 
 /// Settings the SDK reads from whatever runs the provider (which key-value bucket, which key
 /// prefix); on tokenhost they are never set.
-pub const RUNTIME_SETTINGS: [&str; 2] = ["kv-bucket", "kv-prefix"];
+pub const RUNTIME_SETTINGS: [&str; 2] =
+    [tokenhost_rules::keys::BUCKET_SETTING, tokenhost_rules::keys::PREFIX_SETTING];
 
 /// The settings one account may read.
 #[derive(Debug, Default)]
