@@ -56,11 +56,7 @@ impl Daemon {
     }
 
     pub(crate) fn signal(&self, sig: i32) {
-        #[cfg(unix)]
-        // SAFETY: sends a signal to our own child process.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, sig);
-        }
+        crate::support::signal(&self.child, sig);
     }
 }
 

@@ -258,13 +258,6 @@ fn revision(url: &str, key: &str) -> u64 {
     latest(url, key).map(|e| e.revision).unwrap_or(0)
 }
 
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: sends a signal to our own child process.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, sig);
-    }
-}
-
 /// A host killed while it holds an account's lease: the lease lapses after its TTL and
 /// another host refreshes. A host paused while its broker call is answered comes back after
 /// another host stored a newer token: its write is refused by revision and changes nothing.

@@ -302,3 +302,10 @@ pub fn installed_tool(env_var: &str, script: &str) -> PathBuf {
     assert!(out.status.success(), "{} failed", script.display());
     PathBuf::from(String::from_utf8(out.stdout).unwrap().lines().last().unwrap().trim())
 }
+
+/// Sends `sig` to a child process the test started; whether it was delivered.
+#[cfg(unix)]
+pub fn signal(child: &std::process::Child, sig: i32) -> bool {
+    // SAFETY: a signal to our own child process.
+    unsafe { libc::kill(child.id() as libc::pid_t, sig) == 0 }
+}

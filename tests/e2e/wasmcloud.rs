@@ -73,7 +73,7 @@ impl WashDev {
     }
 
     fn stop(mut self) -> String {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        signal(&self.child, libc::SIGTERM);
         let until = Instant::now() + Duration::from_secs(10);
         while self.running() && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(50));
@@ -188,7 +188,7 @@ fn the_scheduler_on_wasmcloud_stores_the_token_hosts_read_it_and_a_wrong_secret_
     wait_for("the daemon's JSON file", Duration::from_secs(30), || {
         std::fs::read_to_string(&json_sink).is_ok_and(|t| t.contains(&token))
     });
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    signal(&daemon, libc::SIGTERM);
     assert!(daemon.wait().unwrap().success());
     let said = std::fs::read_to_string(&daemon_log).unwrap();
     assert!(said.contains("watching the fleet store at") && !said.contains("refreshed ("), "{said}");

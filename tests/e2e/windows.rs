@@ -585,8 +585,7 @@ fn the_daemon_stops_cleanly_on_ctrl_c() {
     stdout.until_line(&mut text, "daemon: 1 account(s): example", WINE_PATIENCE);
     // The token is fresh: the daemon is waiting, with nothing in flight.
     std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: a signal to the child this test started, still running.
-    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    assert!(signal(&child, libc::SIGINT), "the daemon under Wine was not there to stop");
     let status = wait_within(&mut child, Duration::from_secs(30), "the daemon after Ctrl-C");
     text.push_str(&String::from_utf8_lossy(&stdout.rest()));
     let errors = String::from_utf8_lossy(&stderr.rest()).into_owned();
