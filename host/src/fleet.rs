@@ -89,7 +89,7 @@ struct Conn {
 impl Conn {
     /// The bucket that holds `key`.
     fn bucket(&self, key: &str) -> &kv::Store {
-        if key.starts_with("leases.") { &self.leases } else { &self.kv }
+        if key.starts_with(tokenhost_rules::keys::LEASES) { &self.leases } else { &self.kv }
     }
 }
 

@@ -137,9 +137,12 @@ pub mod keys {
         format!("accounts.{account}.status")
     }
 
+    /// Before every lease's key (leases have a bucket of their own).
+    pub const LEASES: &str = "leases.";
+
     /// Who refreshes the account now.
     pub fn lease(account: &str) -> String {
-        format!("leases.{account}")
+        format!("{LEASES}{account}")
     }
 
     /// Before each key of the provider's own storage (then [`encode`]d).
