@@ -11,7 +11,7 @@ use crate::engine::{CachedInfo, Host, Loaded};
 use crate::fleet::{Fleet, Written};
 use crate::notify::Notifier;
 use crate::plan::{Plan, Planner, Target};
-use crate::policy::{self, Claims, Cutoff, Identity, Reason};
+use crate::policy::{self, Claims, Cutoff, Reason};
 use crate::provider::{self, Grants, HostState, Provider, ProviderInfo, Token};
 use crate::secret::Secret;
 use crate::store::{StateDir, StoredExtra, StoredToken};
@@ -19,8 +19,13 @@ use crate::{Error, off_thread, time};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::SystemTime;
 use wasmtime::component::Linker;
+
+mod push;
+mod swap;
+
+pub use push::PushAccounts;
+pub use swap::{Swap, Watched};
 
 /// What happened to an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,34 +120,6 @@ pub struct Deployment {
     /// `host[:port]`s it may reach.
     pub hosts: Vec<String>,
 }
-
-/// What the daemon knows of a running account's component file.
-pub struct Watched {
-    stamp: Option<(u64, SystemTime)>,
-    sha256: String,
-    identity: Identity,
-}
-
-/// What a look at a component file found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Swap {
-    /// The same file, or the same contents.
-    Unchanged,
-    /// The account now runs the new contents.
-    Swapped {
-        /// Provider name.
-        name: String,
-        /// Its version.
-        version: String,
-        /// Hex SHA-256 of the new file.
-        sha256: String,
-    },
-    /// The new contents were refused; the running component stays.
-    Refused(String),
-}
-
-/// The accounts a push listener takes pushes for, by name (replaced when a config reloads).
-pub type PushAccounts = Arc<RwLock<HashMap<String, Plan>>>;
 
 /// The core service.
 pub struct Service {
@@ -577,82 +554,6 @@ impl Service {
         result
     }
 
-    /// Takes one pushed body for the account: the provider reads it, the host's replay policy
-    /// checks it, and only then is it stored. A refused push changes nothing.
-    pub async fn push(&self, plan: &Plan, body: &[u8]) -> Result<Outcome, Error> {
-        let account = self.account(&plan.account)?;
-        let lock = account.lock().await?;
-        let result = async {
-            let current = account.load_token().await?;
-            let mut provider = self.start(plan, &account).await?;
-            if let Some(t) = &current {
-                provider.add_secrets(t.secrets());
-            }
-            let fresh = provider.accept_push(body).await;
-            account.save_kv(provider.take_kv_changes()).await?;
-            let fresh = fresh?;
-            let claims = Claims::of(&fresh.access_token);
-            let issued = fresh.issued_at.or(claims.iat);
-            let logged_out = account.load_status().await?.logged_out_at;
-            if let Some(why) = policy::refuse_push(current.as_ref(), &fresh.access_token, issued, logged_out)
-            {
-                return Err(Error::Rejected(why));
-            }
-            let stored = self
-                .store_new(plan, &account, (provider.info(), provider.component_sha256()), fresh, claims)
-                .await
-                .and_then(ours);
-            let stored = self.finish(plan, &account, stored, None).await?;
-            Ok(Outcome::of(plan, Action::Pushed, Some(&stored)))
-        }
-        .await;
-        lock.release().await;
-        result
-    }
-
-    /// The listener's handler of `POST /push/<account>`: an account it was not given is 404, any
-    /// other method 405; the body goes to the account's provider and the token it yields is
-    /// stored if the host's replay policy lets it (200), else 403 (refused), 400 (unreadable) or
-    /// 500. `told` hears every outcome, to print it.
-    pub fn push_handler(
-        self: &Arc<Self>,
-        accounts: PushAccounts,
-        told: impl Fn(&str, &Result<Outcome, Error>) + Send + Sync + 'static,
-    ) -> crate::listener::Handler {
-        let (service, told) = (self.clone(), Arc::new(told));
-        crate::listener::handler(move |req: crate::listener::Request| {
-            let (service, accounts, told) = (service.clone(), accounts.clone(), told.clone());
-            async move {
-                let answer = |status: u16, outcome: &str, detail: &str| {
-                    crate::listener::json(status, &serde_json::json!({ "status": outcome, "detail": detail }))
-                };
-                let name = req.path.strip_prefix("/push/").unwrap_or("");
-                let Some(plan) = accounts.read().ok().and_then(|p| p.get(name).cloned()) else {
-                    return answer(404, "error", "no such account on this webhook");
-                };
-                if req.method != http::Method::POST {
-                    return answer(405, "error", "pushes are POSTed");
-                }
-                let result = service.push(&plan, &req.body).await;
-                told(&plan.account, &result);
-                let response = match &result {
-                    Ok(_) => answer(200, "stored", "token stored"),
-                    Err(e) => {
-                        tracing::warn!(account = %plan.account, "push refused ({}): {e}", e.kind());
-                        let status = match e {
-                            Error::Rejected(_) => 403,
-                            Error::Transient { .. } => 400,
-                            _ => 500,
-                        };
-                        answer(status, "refused", e.kind())
-                    }
-                };
-                service.write_metrics();
-                response
-            }
-        })
-    }
-
     /// A browser login's second half: the provider exchanges what the broker sent back, and
     /// the token is stored (see [`crate::login`]).
     pub(crate) async fn complete_login(
@@ -850,59 +751,6 @@ impl Service {
         Ok(Deployment { info, settings, hosts })
     }
 
-    /// Loads and starts the plan's component once, and remembers what it is, for
-    /// [`Service::swap_if_changed`].
-    pub async fn watch(&self, plan: &Plan) -> Result<Watched, Error> {
-        let loaded = self.load(&plan.provider).await?;
-        let provider = self.start_loaded(plan, &loaded, KvBacking::Loaded(Default::default())).await?;
-        Ok(Watched {
-            stamp: stamp(&plan.provider),
-            sha256: loaded.sha256.clone(),
-            identity: identity(provider.info()),
-        })
-    }
-
-    /// Switches the plan's component file to its new contents if they pass the checks (a
-    /// valid component of the contract, that starts with the account's settings, the same
-    /// provider, no new host); the running component stays otherwise.
-    pub async fn swap_if_changed(&self, plan: &Plan, w: &mut Watched) -> Swap {
-        let path = &plan.provider;
-        let now = stamp(path);
-        if now == w.stamp {
-            return Swap::Unchanged;
-        }
-        w.stamp = now;
-        let Ok(bytes) = std::fs::read(path) else {
-            return Swap::Refused(format!("{} cannot be read", path.display()));
-        };
-        if crate::engine::sha256_hex(&bytes) == w.sha256 {
-            return Swap::Unchanged;
-        }
-        let checked = async {
-            let (host, _) = self.runtime()?;
-            let origin = path.display().to_string();
-            let loaded = Arc::new(off_thread(|| host.load_bytes(&bytes, &origin))?);
-            let provider = self.start_loaded(plan, &loaded, KvBacking::Loaded(Default::default())).await?;
-            Ok::<_, Error>((loaded, identity(provider.info()), provider.info().version.clone()))
-        };
-        let (loaded, id, version) = match checked.await {
-            Ok(c) => c,
-            Err(e) => return Swap::Refused(e.to_string()),
-        };
-        if let Some(why) = policy::refuse_swap(&w.identity, &id) {
-            return Swap::Refused(why);
-        }
-        let sha256 = loaded.sha256.clone();
-        let pinned = Arc::new(tokio::sync::OnceCell::new_with(Some(loaded)));
-        match self.loaded.lock() {
-            Ok(mut l) => l.insert(path.clone(), pinned),
-            Err(_) => return Swap::Refused(poisoned().to_string()),
-        };
-        w.sha256 = sha256.clone();
-        w.identity = id;
-        Swap::Swapped { name: w.identity.name.clone(), version, sha256 }
-    }
-
     /// Rewrites the metrics file, if there is one; a failure is logged, never returned.
     pub fn write_metrics(&self) {
         if let Some(path) = &self.metrics_file
@@ -928,15 +776,6 @@ impl Drop for Service {
     fn drop(&mut self) {
         self.settle();
     }
-}
-
-fn stamp(path: &Path) -> Option<(u64, SystemTime)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.len(), m.modified().ok()?))
-}
-
-fn identity(info: &ProviderInfo) -> Identity {
-    Identity { name: info.name.clone(), hosts: info.hosts.clone() }
 }
 
 fn poisoned() -> Error {
