@@ -21,11 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use wasmtime::component::Linker;
 
-mod push;
-mod swap;
-
-pub use push::PushAccounts;
-pub use swap::{Swap, Watched};
+pub mod push;
+pub mod swap;
 
 /// What happened to an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

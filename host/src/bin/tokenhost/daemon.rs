@@ -24,7 +24,8 @@ use tokenhost::plan::{Plan, Planner};
 use tokenhost::policy::DAEMON_BACKOFF;
 use tokenhost::remind::Reminders;
 use tokenhost::secret::Secret;
-use tokenhost::service::{Action, Outcome, Service, Swap, Watched};
+use tokenhost::service::swap::{Swap, Watched};
+use tokenhost::service::{Action, Outcome, Service};
 use tokenhost::{Error, ExitCode, time};
 
 /// Where pushes are received unless configured otherwise.
@@ -48,7 +49,7 @@ pub struct Options {
 }
 
 /// The accounts being looked after, shared with the push handler.
-type Plans = tokenhost::service::PushAccounts;
+type Plans = tokenhost::service::push::PushAccounts;
 
 /// When an account is next looked at, and how many failed runs in a row it has had.
 #[derive(Default, Clone, Copy)]
