@@ -79,7 +79,7 @@ pub fn span(secs: i64) -> String {
     }
 }
 
-pub use tokenhost_rules::next_daily;
+pub use tokenhost_rules::{LAST_SECOND, next_daily};
 
 // Howard Hinnant's days-to-civil algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {

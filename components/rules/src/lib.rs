@@ -7,8 +7,9 @@ pub mod jwt;
 /// How long a token whose expiry nobody can tell is trusted.
 pub const ASSUMED_LIFETIME_SECS: i64 = 24 * 3600;
 
-/// The last second of year 9999: beyond it nothing is meaningful, and sums stay in range.
-const LAST_SECOND: i64 = 253_402_300_799;
+/// 9999-12-31T23:59:59Z: times are clamped to within this many seconds of the epoch (beyond
+/// it nothing is meaningful, and sums stay in range).
+pub const LAST_SECOND: i64 = 253_402_300_799;
 
 /// A broker's daily cut-off: every token dies at `hour:minute` local time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
